@@ -1,0 +1,51 @@
+# Two commands matter on a fresh machine (Python 3.10+): `make demo` and `make test`.
+# Each creates .venv and installs what it needs on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+WORKERS ?= 2
+
+.PHONY: install demo test test-fast export clean-nbs readme docs check-sync
+
+$(STAMP): settings.ini setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+## the main job on the embedded default: a real QLoRA run on CPU, offline, into runs/
+demo: $(STAMP)
+	$(BIN)/sft-demos run tiny-cpu
+
+## every notebook's tests, the slow end-to-end ones included (GPU-only cells are skipped)
+test: $(STAMP)
+	$(BIN)/nbdev_test --flags slow --n_workers $(WORKERS) --timing
+
+## the same without cells flagged slow
+test-fast: $(STAMP)
+	$(BIN)/nbdev_test --n_workers $(WORKERS)
+
+export: $(STAMP)
+	$(BIN)/nbdev_export
+
+clean-nbs: $(STAMP)
+	$(BIN)/nbdev_clean
+
+readme: $(STAMP)
+	$(PY) -m sft_demos.docs readme
+
+docs: $(STAMP)
+	$(PY) -m sft_demos.docs site
+
+## fails when the package, README or notebooks disagree with what nbdev would write
+check-sync: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(PY) -m sft_demos.docs readme
+	@git diff --exit-code --stat -- sft_demos nbs README.md || \
+	  (echo "nbdev_export / nbdev_clean / make readme changed tracked files: run them and commit" && exit 1)
