@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORKERS ?= 2
+# notebooks tested in parallel each run torch: OpenMP threads that spin while waiting slow them down several times
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install demo test test-fast export clean-nbs readme docs check-sync
 

@@ -30,12 +30,12 @@ def model_dtype(p: RunParams):
     "The dtype of the weights that are not quantized (`torch_dtype`)."
     return _dtype(p.torch_dtype)
 
-# %% ../nbs/02_model.ipynb #18d3bc24
+# %% ../nbs/02_model.ipynb #25cf1bba
 def device_map(p: RunParams):
     "`device_map` for `from_pretrained` in this process."
     import torch
     if not torch.cuda.is_available(): return "cpu"
-    if p.num_processes > 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of several processes started by `accelerate launch`
         return None if p.distributed_type == "fsdp" else {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return "auto"
 
@@ -110,7 +110,7 @@ def fast_bf16() -> bool:
     except OSError: return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
-# %% ../nbs/02_model.ipynb #b4b38711
+# %% ../nbs/02_model.ipynb #e5ffab31
 def pretrain(model,  # a causal LM, trained in place
              blocks,  # (n, block_size) token ids
              steps: int,  # optimizer steps
@@ -129,11 +129,11 @@ def pretrain(model,  # a causal LM, trained in place
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed))
-    losses, t0 = [], time.time()
+    losses, t0, bf16 = [], time.time(), fast_bf16()
     model.train()
     for step in range(steps):
         x = blocks[order[(torch.arange(batch_size) + step * batch_size) % len(blocks)]].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast_bf16()):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -10,8 +10,8 @@ from .params import RunParams, load_params
 from .model import add_lora, compute_dtype, load_base, load_tokenizer, merge_adapter
 
 # %% auto #0
-__all__ = ['read_split', 'resolve_optim', 'sft_config', 'build_trainer', 'last_checkpoint', 'hardware', 'peak_memory_mb',
-           'summarize', 'train_worker', 'run_train', 'main']
+__all__ = ['VARLEN_SDPA', 'read_split', 'resolve_optim', 'sft_config', 'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer',
+           'last_checkpoint', 'hardware', 'peak_memory_mb', 'summarize', 'train_worker', 'run_train', 'main']
 
 # %% ../nbs/03_train.ipynb #b5c3a4c4
 def read_split(run_dir: str | Path,  # run folder written by the data stage
@@ -59,7 +59,30 @@ def sft_config(p: RunParams,  # the run's parameters
         eval_steps=p.eval_steps if evaluate else None, report_to="none", disable_tqdm=False,
         dataloader_pin_memory=cuda, use_cpu=not cuda), **kw})
 
-# %% ../nbs/03_train.ipynb #88d00614
+# %% ../nbs/03_train.ipynb #adb76c34
+def varlen_sdpa(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kw):
+    "sdpa for padding-free packed rows: each sample attends causally to itself only, without a dense mask."
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    cu = kw.get("cu_seq_lens_q")
+    if cu is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kw)
+    import torch
+    if (rep := query.shape[1] // key.shape[1]) > 1: key, value = key.repeat_interleave(rep, 1), value.repeat_interleave(rep, 1)
+    lengths = [n for n in cu.diff().tolist() if n > 0]  # split, not slices: its backward is one concatenation
+    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, dropout_p=dropout)
+                     for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))], dim=2)
+    return out.transpose(1, 2).contiguous(), None
+
+VARLEN_SDPA = "sdpa_varlen"  # its name for `attn_implementation`
+
+def register_varlen_sdpa() -> str:
+    "Register `varlen_sdpa` (with sdpa's masks) as `VARLEN_SDPA`; returns the name."
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    AttentionInterface.register(VARLEN_SDPA, varlen_sdpa); AttentionMaskInterface.register(VARLEN_SDPA, sdpa_mask)
+    return VARLEN_SDPA
+
+# %% ../nbs/03_train.ipynb #65c9fd62
 def build_trainer(p: RunParams,  # the run's parameters
                   run_dir: str | Path,  # run folder with data/ from the data stage
                   callbacks: list = (),  # extra trainer callbacks
@@ -80,6 +103,8 @@ def build_trainer(p: RunParams,  # the run's parameters
     if compute_dtype(p) == torch.float32:
         for q in trainer.model.parameters():
             if q.requires_grad: q.data = q.data.float()
+    if p.packing and trainer.model.config._attn_implementation == "sdpa":
+        trainer.model.get_base_model().set_attn_implementation(register_varlen_sdpa())
     return trainer
 
 # %% ../nbs/03_train.ipynb #a3e6d7c8
