@@ -10,7 +10,7 @@ from pathlib import Path
 from .params import RunParams, load_params
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TRAIN_MODES', 'BENCH_MODELS', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS', 'GPU_MODELS',
+__all__ = ['VARIANTS', 'TRAIN_MODES', 'LLAMA_2_7B', 'BENCH_MODELS', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS', 'GPU_MODELS',
            'GPU_REFERENCE', 'machine', 'machine_label', 'reset_peak_memory', 'peak_memory', 'summarize',
            'time_generation', 'model_facts', 'VariantSkipped', 'compile_unsupported', 'compile_config', 'load_variant',
            'profile_prompt', 'profile_generation', 'throughput_callback', 'CountingCollator', 'measure_training',
@@ -406,10 +406,13 @@ def bench_rows(kind: str, n: int, max_length: int, vocab_size: int, seed: int = 
         rows.append({"prompt": words(k) + " ", "completion": words(L - 1 - k) + " </s>", "source": f"bench:{kind}"})
     return rows
 
-# %% ../nbs/05_profile.ipynb #6fa4fc85
+# %% ../nbs/05_profile.ipynb #9cc5f637
+LLAMA_2_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5)  # meta-llama/Llama-2-7b-hf config.json
 BENCH_MODELS = {
     "tiny": None,  # the architecture of embedded:tiny-llama
     "quick": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+    "llama-2-7b": LLAMA_2_7B,  # real size, for a GPU
 }
 
 def bench_model_config(size: str, tok):
@@ -418,7 +421,7 @@ def bench_model_config(size: str, tok):
     from sft_demos.model import EMBEDDED
     keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]
     sizes = BENCH_MODELS[size] or {k: EMBEDDED["tiny-llama"][k] for k in keys}
-    return LlamaConfig(**sizes, num_key_value_heads=sizes["num_attention_heads"], max_position_embeddings=1024,
+    return LlamaConfig(**{"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024, **sizes},
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
 
 def save_random_model(cfg, tok, folder: Path, seed: int = 0, dtype: str = "float32") -> Path:
@@ -508,7 +511,7 @@ def bench_generation(p: RunParams, run: Path, variants: list[str], log=print) ->
     return {"variants": rows, "seed": "4bit_adapter", "best": best,
             "ratio": round(ok["4bit_adapter"]["median_s"] / ok[best]["median_s"], 3) if best else None}
 
-# %% ../nbs/05_profile.ipynb #9f3cbd97
+# %% ../nbs/05_profile.ipynb #72643bb1
 BENCH_DEFAULTS = {  # procedure sizes: full and --quick
     "full": dict(model="tiny", batch_size=16, max_length=128, rows=1000, steps=3, warmup=1, rounds=2, repeats=3,
                  variants=list(VARIANTS)),
@@ -526,7 +529,8 @@ def bench(cfg: dict,  # `BENCH_DEFAULTS` entry, possibly changed
         work = Path(work)
         tok = bench_tokenizer(BENCH_MODELS[cfg["model"]]["vocab_size"] if BENCH_MODELS[cfg["model"]] else 2000)
         mcfg = bench_model_config(cfg["model"], tok)
-        base = save_random_model(mcfg, tok, work / "base")
+        import torch
+        base = save_random_model(mcfg, tok, work / "base", dtype="bfloat16" if torch.cuda.is_available() else "float32")
         p = bench_params(base, cfg["batch_size"], cfg["max_length"], cfg["repeats"], mcfg.vocab_size)
         train = bench_training(p, work, ["skewed", "uniform"], cfg["rows"], cfg["steps"], cfg["warmup"], cfg["rounds"], mcfg.vocab_size, log=log)
         random_adapter(p, work / "gen")
@@ -563,12 +567,14 @@ def bench_summary(b: dict) -> str:
         lines.append(f"  {r['variant']:15s} " + (f"{r['median_s']:.3f} s (spread {r['spread']:.0%})" if r["status"] == "ok" else f"skipped: {r['reason']}"))
     return "\n".join(lines)
 
-# %% ../nbs/05_profile.ipynb #d5f9f767
+# %% ../nbs/05_profile.ipynb #c8a0a730
 def bench_main(argv: list[str] | None = None) -> int:
     "Entry point of `sft-demos bench`."
     ap = argparse.ArgumentParser(prog="sft-demos bench", description="Compare the project's training and serving setup with the seed's "
                                  "on the same tiny model and data, in one process; print the ratios and write JSON.")
     ap.add_argument("--quick", action="store_true", help="a smaller model, batch and step count (for tests)")
+    ap.add_argument("--model", choices=list(BENCH_MODELS), help="tiny (the embedded base's architecture; the default), quick, "
+                    "or llama-2-7b (real size, for a GPU)")
     ap.add_argument("--out", help="JSON file to write (default: runs/bench-<UTC time>/bench.json)")
     ap.add_argument("--rounds", type=int, help="alternating rounds of the two training setups")
     ap.add_argument("--steps", type=int, help="timed optimizer steps per training measurement")
@@ -578,7 +584,7 @@ def bench_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     a = ap.parse_args(argv)
     cfg = dict(BENCH_DEFAULTS["quick" if a.quick else "full"])
-    for k in ["rounds", "steps", "batch_size", "max_length"]:
+    for k in ["model", "rounds", "steps", "batch_size", "max_length"]:
         if getattr(a, k) is not None: cfg[k] = getattr(a, k)
     if a.variants:
         cfg["variants"] = a.variants.split(",")
@@ -593,10 +599,9 @@ def bench_main(argv: list[str] | None = None) -> int:
     print(bench_summary(b)); print(f"wrote {out}")
     return 0
 
-# %% ../nbs/05_profile.ipynb #f9ed2f36
+# %% ../nbs/05_profile.ipynb #4bdab2e2
 GPU_MODELS = {
-    "llama-2-7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5),  # meta-llama/Llama-2-7b-hf config.json
+    "llama-2-7b": LLAMA_2_7B,
     "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5),
 }
