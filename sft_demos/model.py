@@ -13,7 +13,7 @@ __all__ = ['EMBEDDED', 'SPECIAL_TOKENS', 'ROLE_TOKENS', 'CHAT_TEMPLATE', 'EMBEDD
            'device_map', 'bnb_config', 'train_tokenizer', 'embedded_corpus', 'pack_blocks', 'fast_bf16', 'pretrain',
            'build_embedded', 'cache_root', 'embedded_tokenizer_path', 'embedded_path', 'base_path', 'load_tokenizer',
            'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config', 'keep_trainable_4bit',
-           'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned']
+           'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned', 'free_memory']
 
 # %% ../nbs/02_model.ipynb #ea8d03f0
 def _dtype(name: str):
@@ -402,3 +402,10 @@ def load_finetuned(p: RunParams,  # the run's parameters
         if (run_dir / "merged" / "config.json").exists(): return load_base(p, quantized=False, path=run_dir / "merged")
         return merge_adapter(p, run_dir / "adapter")
     return PeftModel.from_pretrained(load_base(p), str(run_dir / "adapter"))
+
+# %% ../nbs/02_model.ipynb #1572f3b1
+def free_memory():
+    "Collect garbage and return cached GPU memory, after the caller dropped its references to a model."
+    import gc, torch
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
