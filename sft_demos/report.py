@@ -11,11 +11,11 @@ import yaml
 from .params import RunParams, load_params, save_params
 
 # %% auto #0
-__all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'STAGE_FILES', 'SECTIONS', 'run_recipe', 'committed_runs', 'example_run',
-           'read_log_json', 'read_tb', 'RunLog', 'history_frame', 'read_run', 'plot_loss', 'save_loss_plot',
-           'plot_compare', 'compare_table', 'compare_main', 'md_table', 'md_records', 'md_json', 'RunFiles',
-           'sec_header', 'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks', 'sec_loss', 'sec_samples',
-           'sec_runtime', 'sec_reproduce', 'report_markdown', 'run_report']
+__all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'STAGE_FILES', 'SECTIONS', 'run_recipe', 'finished', 'git_tracked',
+           'committed_runs', 'example_run', 'read_log_json', 'read_tb', 'RunLog', 'history_frame', 'read_run',
+           'plot_loss', 'save_loss_plot', 'plot_compare', 'compare_table', 'compare_main', 'md_table', 'md_records',
+           'md_json', 'RunFiles', 'sec_header', 'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks',
+           'sec_loss', 'sec_samples', 'sec_runtime', 'sec_reproduce', 'report_markdown', 'run_report']
 
 # %% ../nbs/06_report.ipynb #99e0487f
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -27,14 +27,37 @@ def run_recipe(run_dir: Path) -> str | None:
     return (yaml.safe_load(f.read_text()) or {}).get("recipe") if f.is_file() else None
 
 # %% ../nbs/06_report.ipynb #b4ddd9e0
+def finished(run_dir: str | Path) -> bool:
+    "Whether every stage the run asked for is marked done in its `status.json`."
+    st, params = Path(run_dir) / "status.json", Path(run_dir) / "params.yaml"
+    if not st.is_file(): return False
+    stages = json.loads(st.read_text()).get("stages", {})
+    wanted = (yaml.safe_load(params.read_text()) or {}).get("stages") if params.is_file() else None
+    return bool(stages) and all(stages.get(s, {}).get("state") == "done" for s in (wanted or stages))
+
+# %% ../nbs/06_report.ipynb #bd1046d4
+def git_tracked(runs: list[Path]  # run folders sharing one parent
+               ) -> list[Path]:
+    "The folders of `runs` that git tracks; all of them when their parent is not in a git checkout."
+    import subprocess
+    if not runs: return []
+    try: r = subprocess.run(["git", "-C", str(runs[0].parent), "ls-files", "-z", "--", "."], capture_output=True, text=True)
+    except FileNotFoundError: return list(runs)  # no git on this machine
+    if r.returncode != 0: return list(runs)  # an installed package or a scratch folder: nothing to ask git
+    tracked = {Path(f).parts[0] for f in r.stdout.split("\0") if f}
+    return [x for x in runs if x.name in tracked]
+
+# %% ../nbs/06_report.ipynb #d1317671
 def committed_runs(runs_dir: str | Path | None = None,  # parent of run folders (default: `runs/` in the checkout)
                    recipe: str | None = None,  # only runs of this recipe
                    needs: list[str] = (),  # files each run must hold, relative to the run folder
+                   only_finished: bool = True,  # only runs whose every stage is done and that git tracks (in a checkout)
                   ) -> list[Path]:
     "Run folders under `runs_dir`, oldest first (their names start with the UTC time)."
     d = Path(runs_dir) if runs_dir is not None else ROOT / "runs"
     runs = sorted(r for r in d.iterdir() if (r / "params.yaml").is_file()) if d.is_dir() else []
-    return [r for r in runs if (recipe is None or run_recipe(r) == recipe) and all((r / f).exists() for f in needs)]
+    runs = [r for r in runs if (recipe is None or run_recipe(r) == recipe) and all((r / f).exists() for f in needs)]
+    return [r for r in git_tracked(runs) if finished(r)] if only_finished else runs
 
 # %% ../nbs/06_report.ipynb #d9caed06
 def example_run(p: RunParams,  # parameters of the notebook run as-is

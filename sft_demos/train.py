@@ -10,8 +10,9 @@ from .params import RunParams, load_params
 from .model import add_lora, compute_dtype, load_base, load_tokenizer, merge_adapter
 
 # %% auto #0
-__all__ = ['VARLEN_SDPA', 'read_split', 'resolve_optim', 'sft_config', 'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer',
-           'last_checkpoint', 'hardware', 'peak_memory_mb', 'summarize', 'train_worker', 'run_train', 'main']
+__all__ = ['VARLEN_SDPA', 'read_split', 'resolve_optim', 'under_runner', 'progress_line', 'progress_callback', 'sft_config',
+           'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'hardware', 'peak_memory_mb',
+           'summarize', 'train_worker', 'run_train', 'main']
 
 # %% ../nbs/03_train.ipynb #b5c3a4c4
 def read_split(run_dir: str | Path,  # run folder written by the data stage
@@ -34,7 +35,38 @@ def resolve_optim(optim: str,  # transformers optimizer name from the params
     print(f"optim={optim} needs CUDA; using {plain}")
     return plain
 
+# %% ../nbs/03_train.ipynb #48738a62
+def under_runner() -> bool:
+    "Whether this process runs a stage for `sft-demos run` (the runner sets `SFT_DEMOS_RUNNER`)."
+    return os.environ.get("SFT_DEMOS_RUNNER", "") == "1"
+
+# %% ../nbs/03_train.ipynb #6d4ebf62
+def _clock(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
+
+def progress_line(step: int, total: int, elapsed: float, logs: dict) -> str:
+    "One line of training progress: step / total, the logged losses, elapsed and estimated remaining time."
+    parts = [f"step {step}/{total}"]
+    parts += [f"{k} {logs[k]:.4f}" for k in ("loss", "eval_loss") if isinstance(logs.get(k), (int, float))]
+    left = elapsed / step * (total - step) if step else float("nan")
+    return "  ".join(parts) + f"  {_clock(elapsed)} elapsed" + (f", ~{_clock(left)} left" if step and step < total else "")
+
+# %% ../nbs/03_train.ipynb #f5470145
+def progress_callback():
+    "A trainer callback printing `progress_line` at every logging step (for the runner's terminal)."
+    from transformers import TrainerCallback
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw): self.t0 = time.time()
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs and ("loss" in logs or "eval_loss" in logs):
+                print(progress_line(state.global_step, state.max_steps, time.time() - self.t0, logs), flush=True)
+    return Progress()
+
 # %% ../nbs/03_train.ipynb #527d5528
+def _checkpointing_key() -> str:
+    "transformers 5 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns until v6)."
+    from transformers import TrainingArguments
+    return "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
+
 def sft_config(p: RunParams,  # the run's parameters
                run_dir: str | Path,  # run folder; checkpoints go to run_dir/checkpoints
                has_eval: bool = True,  # whether there is an eval split to compute eval loss on
@@ -52,11 +84,11 @@ def sft_config(p: RunParams,  # the run's parameters
         gradient_accumulation_steps=p.gradient_accumulation_steps, learning_rate=p.learning_rate,
         lr_scheduler_type=p.lr_scheduler_type, warmup_steps=p.warmup_ratio, weight_decay=p.weight_decay,
         max_grad_norm=p.max_grad_norm, optim=resolve_optim(p.optim, cuda),
-        gradient_checkpointing=p.gradient_checkpointing, bf16=cuda and dt == torch.bfloat16, fp16=cuda and dt == torch.float16,
+        **{_checkpointing_key(): p.gradient_checkpointing}, bf16=cuda and dt == torch.bfloat16, fp16=cuda and dt == torch.float16,
         max_length=p.max_length, packing=p.packing, packing_strategy="bfd", completion_only_loss=p.completion_only_loss,
         logging_steps=p.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=p.save_steps,
         save_total_limit=p.save_total_limit, eval_strategy="steps" if evaluate else "no",
-        eval_steps=p.eval_steps if evaluate else None, report_to="none", disable_tqdm=False,
+        eval_steps=p.eval_steps if evaluate else None, report_to="none", disable_tqdm=under_runner(),
         dataloader_pin_memory=cuda, use_cpu=not cuda), **kw})
 
 # %% ../nbs/03_train.ipynb #adb76c34
@@ -100,6 +132,9 @@ def build_trainer(p: RunParams,  # the run's parameters
     tb = TensorBoardCallback(); tb.logging_dir = str(Path(run_dir) / "tb")
     trainer = SFTTrainer(model=model, args=sft_config(p, run_dir, has_eval=len(ev) > 0, **kw), train_dataset=train,
                          eval_dataset=ev if len(ev) else None, processing_class=tok, callbacks=[tb, *callbacks])
+    if trainer.args.disable_tqdm:  # the runner's terminal: progress lines instead of the trainer's raw log dicts
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback); trainer.add_callback(progress_callback())
     if compute_dtype(p) == torch.float32:
         for q in trainer.model.parameters():
             if q.requires_grad: q.data = q.data.float()
