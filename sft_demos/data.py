@@ -530,8 +530,9 @@ def _bad_summary(results: list[SourceResult], policy: str) -> dict:
             "examples": [{"source": r.label, "row": i, "reason": why} for r in results for i, why in r.bad][:50]}
 
 def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
-    "The provenance record: per source where it came from, its content hash and the row and token counts."
+    "The provenance record: the base model (a GGUF file with its hash and package), per source where it came from, its content hash and the row and token counts."
     from datetime import datetime, timezone
+    from sft_demos.model import model_provenance
     srcs = []
     for ds, res, pk, rs in zip(p.datasets, results, picked, rows):
         srcs.append({"path": ds.path, "label": res.label, "kind": source_kind(ds.path), "schema": res.schema, "split": ds.split,
@@ -540,7 +541,7 @@ def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
                      "rows_unused": len(rs) - len(pk), "rows_kept": len(pk), "tokens_kept": sum(r["tokens"] for r in pk)})
     return {"seed": p.seed, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "recipe": p.recipe,
             "prompt_format": p.prompt_format, "mix_by": p.mix_by, "mix_total": p.mix_total, "dedup": p.dedup, "bad_rows": p.bad_rows,
-            "eval_split_size": p.eval_split_size, "sources": srcs, "train_rows": n_train, "eval_rows": n_eval}
+            "eval_split_size": p.eval_split_size, "model": model_provenance(p), "sources": srcs, "train_rows": n_train, "eval_rows": n_eval}
 
 # %% ../nbs/01_data.ipynb #7e2269c5
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

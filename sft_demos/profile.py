@@ -11,14 +11,15 @@ from .params import RunParams, load_params
 from .model import free_memory
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TRAIN_MODES', 'LLAMA_2_7B', 'BENCH_MODELS', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS', 'GPU_MODELS',
-           'GPU_REFERENCE', 'machine', 'machine_label', 'reset_peak_memory', 'peak_memory', 'summarize',
-           'time_generation', 'model_facts', 'VariantSkipped', 'compile_unsupported', 'compile_config', 'load_variant',
-           'profile_prompt', 'profile_generation', 'throughput_callback', 'CountingCollator', 'measure_training',
-           'profile_training', 'runtime_markdown', 'run_profile', 'bench_tokenizer', 'bench_lengths', 'bench_rows',
-           'bench_model_config', 'save_random_model', 'random_adapter', 'bench_params', 'write_bench_data',
-           'bench_training', 'bench_generation', 'bench', 'bench_summary', 'bench_main', 'gpu_generation', 'gpu_bench',
-           'gpu_main', 'gpu_markdown', 'main']
+__all__ = ['VARIANTS', 'TRAIN_MODES', 'LLAMA_2_7B', 'BENCH_MODELS', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS',
+           'SEED_RECIPE', 'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'machine', 'machine_label',
+           'reset_peak_memory', 'peak_memory', 'summarize', 'time_generation', 'model_facts', 'VariantSkipped',
+           'compile_unsupported', 'compile_config', 'load_variant', 'profile_prompt', 'profile_generation',
+           'throughput_callback', 'CountingCollator', 'measure_training', 'profile_training', 'runtime_markdown',
+           'run_profile', 'bench_tokenizer', 'bench_lengths', 'bench_rows', 'bench_model_config', 'save_random_model',
+           'random_adapter', 'bench_params', 'write_bench_data', 'bench_training', 'bench_generation', 'bench',
+           'bench_summary', 'bench_main', 'seed_training', 'time_to_quality', 'quality_markdown', 'gpu_generation',
+           'gpu_bench', 'gpu_main', 'gpu_markdown', 'main']
 
 # %% ../nbs/05_profile.ipynb #096887df
 def machine() -> dict:
@@ -570,6 +571,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, help="max_length of both setups (longest row)")
     ap.add_argument("--variants", help=f"comma-separated serving variants ({','.join(VARIANTS)})")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--quality", action="store_true", help="instead: time to quality, one epoch of the seed's recipe and of "
+                    "the project's default on the embedded task set (time_to_quality.json and .md)")
     a = ap.parse_args(argv)
     cfg = dict(BENCH_DEFAULTS["quick" if a.quick else "full"])
     for k in ["model", "rounds", "steps", "batch_size", "max_length"]:
@@ -581,11 +584,87 @@ def bench_main(argv: list[str] | None = None) -> int:
         import torch; torch.set_num_threads(a.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(a.out) if a.out else Path("runs") / f"bench-{datetime.now(timezone.utc):%Y-%m-%dT%H%M%SZ}" / "bench.json"
+    if a.quality:
+        q = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]), **time_to_quality()}
+        out = out.with_name("time_to_quality.json"); out.parent.mkdir(parents=True, exist_ok=True)
+        _write(out, json.dumps(q, indent=2)); _write(out.with_suffix(".md"), quality_markdown(q) + "\n")
+        print(quality_markdown(q)); print(f"wrote {out}")
+        return 0
     b = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]), **bench(cfg)}
     out.parent.mkdir(parents=True, exist_ok=True)
     _write(out, json.dumps(b, indent=2))
     print(bench_summary(b)); print(f"wrote {out}")
     return 0
+
+# %% ../nbs/05_profile.ipynb #c7b7f563
+SEED_RECIPE = "llama-2-7b-guanaco"  # the seed's recipes all trained one sequence per device, two accumulation steps, whole-text loss
+SEED_TRAINING_KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "packing", "completion_only_loss",
+                      "max_length", "learning_rate", "lr_scheduler_type", "warmup_ratio", "optim",
+                      "gradient_checkpointing", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
+
+def seed_training(recipe: str = SEED_RECIPE  # a recipe holding the seed's settings
+                 ) -> dict:
+    "The seed recipe's training and LoRA values (the defaults where it sets none), to replay on other data."
+    from sft_demos.params import read_recipe, recipe_path
+    raw, default = read_recipe(recipe_path(recipe)), RunParams()
+    return {k: raw.get(k, getattr(default, k)) for k in SEED_TRAINING_KEYS}
+
+# %% ../nbs/05_profile.ipynb #a10862bc
+def _one_epoch(project: str, over: dict, n_train: int) -> RunParams:
+    "Params of one side: `over` on the project recipe, one epoch, eval loss and a checkpoint once at its end, no benchmarks."
+    import math
+    q = load_params(project, overrides=over)
+    steps = math.ceil(n_train / (q.per_device_train_batch_size * q.gradient_accumulation_steps))
+    return load_params(project, overrides={**over, "num_train_epochs": 1, "max_steps": -1, "eval_steps": steps, "save_steps": steps,
+                                           "eval_tasks": [], "eval_base": False, "example_prompts": []})
+
+def time_to_quality(project: str = "tiny-cpu",  # the project's default recipe
+                    seed: str = SEED_RECIPE,  # the recipe whose training settings are replayed as the seed side
+                    sets: dict | None = None,  # overrides for both sides (tests: fewer rows)
+                    log=print,  # progress lines
+                   ) -> dict:
+    "Train the seed's settings and the project's default one epoch each on the same data; time, tokens/s, eval loss, held-out exact match."
+    import shutil
+    from sft_demos.data import run_data
+    from sft_demos.evaluate import run_eval
+    from sft_demos.train import run_train
+    sets, rec = dict(sets or {}), {"project_recipe": project, "seed_recipe": seed, "machine": machine(), "sides": {}}
+    with tempfile.TemporaryDirectory() as work:
+        n_train = len(run_data(load_params(project, overrides=sets), Path(work), log=lambda *a: None).train)
+        for name, over in {"seed": seed_training(seed), "project": {}}.items():
+            q, run = _one_epoch(project, {**sets, **over}, n_train), Path(work) / name
+            shutil.copytree(Path(work) / "data", run / "data")
+            log(f"{name}: one epoch of {n_train} rows, batch {q.per_device_train_batch_size} x {q.gradient_accumulation_steps} accumulation")
+            t0 = time.time(); s = run_train(q, run); wall = time.time() - t0
+            run_eval(q, run, log=lambda *a: None)
+            held = json.loads((run / "metrics.json").read_text())["heldout"]["finetuned"]
+            rec["sides"][name] = {"settings": {k: getattr(q, k) for k in SEED_TRAINING_KEYS}, "wall_s": round(wall, 1),
+                                  "optimizer_steps": s["global_step"], "tokens_per_optimizer_step": round(s["train_tokens"] / s["global_step"], 1),
+                                  "train_tokens": s["train_tokens"], "tokens_per_s": s["train_tokens_per_s"], "eval_loss": s["eval_loss"],
+                                  "heldout_exact_match": held["exact_match"],
+                                  "heldout_families": {f: v["exact_match"] for f, v in held["families"].items()}}
+            log(f"{name}: {wall:.0f}s, held-out exact match {held['exact_match']:.3f}, eval loss {s['eval_loss']:.4f}")
+    sd, pj = rec["sides"]["seed"], rec["sides"]["project"]
+    rec["speedup"] = round(sd["wall_s"] / pj["wall_s"], 2)
+    rec["goal"] = {"wall_time_at_most": 0.5, "heldout_at_least_seed": True,
+                   "met": pj["wall_s"] <= 0.5 * sd["wall_s"] and pj["heldout_exact_match"] >= sd["heldout_exact_match"]}
+    return rec
+
+# %% ../nbs/05_profile.ipynb #2b45f889
+def quality_markdown(r: dict) -> str:
+    "The time-to-quality table, both sides' settings beside it."
+    keys = ["wall_s", "optimizer_steps", "tokens_per_optimizer_step", "tokens_per_s", "eval_loss", "heldout_exact_match"]
+    rows = [{"": k, **{s: r["sides"][s][k] for s in ("seed", "project")}} for k in keys]
+    rows += [{"": f"held-out: {f}", **{s: r["sides"][s]["heldout_families"][f] for s in ("seed", "project")}}
+             for f in r["sides"]["project"]["heldout_families"]]
+    rows += [{"": k, **{s: r["sides"][s]["settings"][k] for s in ("seed", "project")}} for k in SEED_TRAINING_KEYS]
+    from sft_demos.report import md_table  # the bench harness sits above the stages; the stages never import it
+    goal = "met" if r["goal"]["met"] else "NOT met"
+    return (f"One epoch each on the same data; the project's default took {1 / r['speedup']:.2f}x the seed recipe's wall "
+            f"time ({r['speedup']:.2f}x faster). Goal (at most half the time, at least the seed's held-out exact match): {goal}. "
+            "Each side's eval loss is over the tokens it trains on (the whole text for the seed, completions for the "
+            "project): compare it along a side, not across. On a CPU the paged optimizer runs as `adamw_torch`.\n\n"
+            + md_table(rows))
 
 # %% ../nbs/05_profile.ipynb #4bdab2e2
 GPU_MODELS = {
