@@ -11,15 +11,15 @@ from .params import RunParams, load_params
 from .model import free_memory
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TRAIN_MODES', 'LLAMA_2_7B', 'BENCH_MODELS', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS',
-           'SEED_RECIPE', 'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'machine', 'machine_label',
-           'reset_peak_memory', 'peak_memory', 'summarize', 'time_generation', 'model_facts', 'VariantSkipped',
-           'compile_unsupported', 'compile_config', 'load_variant', 'profile_prompt', 'profile_generation',
-           'throughput_callback', 'CountingCollator', 'measure_training', 'profile_training', 'runtime_markdown',
-           'run_profile', 'bench_tokenizer', 'bench_lengths', 'bench_rows', 'bench_model_config', 'save_random_model',
-           'random_adapter', 'bench_params', 'write_bench_data', 'bench_training', 'bench_generation', 'bench',
-           'bench_summary', 'bench_main', 'seed_training', 'time_to_quality', 'quality_markdown', 'gpu_generation',
-           'gpu_bench', 'gpu_main', 'gpu_markdown', 'main']
+__all__ = ['VARIANTS', 'TRAIN_MODES', 'LLAMA_2_7B', 'BENCH_MODELS', 'PADDING_FREE', 'BENCH_SETUPS', 'BENCH_DEFAULTS',
+           'BENCH_GOALS', 'SEED_RECIPE', 'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'machine',
+           'machine_label', 'reset_peak_memory', 'peak_memory', 'summarize', 'time_generation', 'model_facts',
+           'VariantSkipped', 'compile_unsupported', 'compile_config', 'load_variant', 'profile_prompt',
+           'profile_generation', 'throughput_callback', 'CountingCollator', 'measure_training', 'profile_training',
+           'runtime_markdown', 'run_profile', 'bench_tokenizer', 'bench_lengths', 'bench_rows', 'bench_model_config',
+           'save_random_model', 'random_adapter', 'bench_params', 'write_bench_data', 'bench_training',
+           'bench_generation', 'bench', 'bench_summary', 'bench_markdown', 'bench_main', 'seed_training',
+           'time_to_quality', 'quality_markdown', 'gpu_generation', 'gpu_bench', 'gpu_main', 'gpu_markdown', 'main']
 
 # %% ../nbs/05_profile.ipynb #096887df
 def machine() -> dict:
@@ -440,10 +440,11 @@ def random_adapter(p: RunParams, run: Path, seed: int = 0) -> Path:
     return Path(run) / "adapter"
 
 # %% ../nbs/05_profile.ipynb #9ffb8d03
-BENCH_SETUPS = {
-    "seed": dict(packing=False, completion_only_loss=False),  # SFTTrainer, no packing, loss on the whole text
-    "project": dict(packing=True, completion_only_loss=True),  # padding-free packing, loss on completions (the train stage as it is)
-    "project_dense": dict(packing=True, completion_only_loss=True, attn="sdpa"),  # the same on stock sdpa (dense mask)
+PADDING_FREE = dict(padding_free=True, max_length=None)  # SFTConfig: flatten each batch into one row (rows are already short enough)
+BENCH_SETUPS = {  # the same sequences in every step; "padded" first: the reference of the ratios
+    "padded": dict(),  # padded to the longest sequence of each batch (the train stage's default)
+    "padding_free_dense": dict(sft=PADDING_FREE, attn="sdpa"),  # one flattened row, stock sdpa with a block-diagonal mask
+    "padding_free": dict(sft=PADDING_FREE, attn="varlen"),  # the same row, each sequence attended on its own (`varlen_sdpa`)
 }
 
 def bench_params(base: Path, batch_size: int, max_length: int, repeats: int, vocab_size: int) -> RunParams:
@@ -467,27 +468,28 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
                    work: Path,  # scratch folder
                    kinds: list[str],  # data kinds: skewed, uniform
                    n_rows: int, steps: int, warmup: int, rounds: int, vocab_size: int,
-                   setups: list[str] = tuple(BENCH_SETUPS),  # keys of `BENCH_SETUPS`, "seed" first
+                   setups: list[str] = tuple(BENCH_SETUPS),  # keys of `BENCH_SETUPS`; the first is the reference
                    log=print,
                   ) -> dict:
-    "Per data kind: each setup's measurement in every round, median tokens/s, and each setup's ratio to the seed's."
+    "Per data kind: each setup's measurement in every round, median tokens/s, and each setup's ratio to the first's."
     import dataclasses
-    from sft_demos.train import build_trainer
+    from sft_demos.train import build_trainer, register_varlen_sdpa
     out = {}
     for kind in kinds:
         run = write_bench_data(Path(work) / kind, bench_rows(kind, n_rows, p.max_length, vocab_size, p.seed))
         res = {s: [] for s in setups}
         for r in range(rounds):
             for s in setups:
-                setting = dict(BENCH_SETUPS[s]); attn = setting.pop("attn", None)
-                trainer = build_trainer(dataclasses.replace(p, **setting), run, **_measure_args(run / f"out-{s}", warmup + steps))
-                if attn: trainer.model.get_base_model().set_attn_implementation(attn)
+                setting = dict(BENCH_SETUPS[s]); attn, sft = setting.pop("attn", None), setting.pop("sft", {})
+                trainer = build_trainer(dataclasses.replace(p, **setting), run, **_measure_args(run / f"out-{s}", warmup + steps), **sft)
+                if attn: trainer.model.get_base_model().set_attn_implementation(register_varlen_sdpa() if attn == "varlen" else attn)
                 res[s].append(measure_training(trainer, warmup_steps=warmup))
                 del trainer; free_memory()
                 m = res[s][-1]
                 log(f"train {kind:7s} round {r + 1} {s:14s} {m['tokens_per_s']:9.1f} tokens/s  {m['tokens_per_step']:7.0f} tokens/step  padding {m['padding_fraction']:.0%}")
-        ratios = {s: [round(a["tokens_per_s"] / b["tokens_per_s"], 3) for a, b in zip(res[s], res["seed"])] for s in setups if s != "seed"}
-        out[kind] = {"runs": res, "tokens_per_s": {s: statistics.median(x["tokens_per_s"] for x in v) for s, v in res.items()},
+        ref = setups[0]
+        ratios = {s: [round(a["tokens_per_s"] / b["tokens_per_s"], 3) for a, b in zip(res[s], res[ref])] for s in setups if s != ref}
+        out[kind] = {"reference": ref, "runs": res, "tokens_per_s": {s: statistics.median(x["tokens_per_s"] for x in v) for s, v in res.items()},
                      "ratio": {s: round(statistics.median(v), 3) for s, v in ratios.items()}, "ratios": ratios}
     return out
 
@@ -526,7 +528,7 @@ def bench(cfg: dict,  # `BENCH_DEFAULTS` entry, possibly changed
         gen = bench_generation(p, work / "gen", cfg["variants"], log=log)
     n_params = mcfg.vocab_size * mcfg.hidden_size * 2 + mcfg.num_hidden_layers * (4 * mcfg.hidden_size ** 2 + 3 * mcfg.hidden_size * mcfg.intermediate_size)
     goal = lambda v, k: {"ratio": v, "goal": BENCH_GOALS[k], "met": v is not None and v >= BENCH_GOALS[k]}
-    goals = {f"{k}/project": goal(train[k]["ratio"]["project"], k) for k in ("skewed", "uniform")}
+    goals = {f"{k}/padding_free": goal(train[k]["ratio"]["padding_free"], k) for k in ("skewed", "uniform")}
     goals["generation"] = goal(gen["ratio"], "generation")
     return {"config": cfg, "model": {k: getattr(mcfg, k) for k in ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]}
                 | {"parameters_m": round(n_params / 1e6, 2)},
@@ -544,17 +546,36 @@ def bench_summary(b: dict) -> str:
              f"load average {b['machine']['load_avg_1min']} -> {b['load_avg_1min_end']}"]
     if b["config"]["model"] == "quick": lines.append("(--quick: too few steps for these ratios to mean anything)")
     for k, name in [("skewed", "length-skewed"), ("uniform", "uniform-length")]:
-        tp = t[k]["tokens_per_s"]
-        lines.append(f"training tokens/s, {name} data: seed {tp['seed']:.1f}")
+        tp, ref = t[k]["tokens_per_s"], t[k]["reference"]
+        lines.append(f"training tokens/s, {name} data, same sequences per step: {ref} {tp[ref]:.1f}")
         for s, r in t[k]["ratio"].items():
-            lines.append(f"  {s:15s} {tp[s]:9.1f} -> {r:.2f}x the seed's (" + (f"{met(f'{k}/{s}')}; " if f"{k}/{s}" in goals else "")
-                         + f"per round {t[k]['ratios'][s]})")
+            lines.append(f"  {s:18s} {tp[s]:9.1f} -> {r:.2f}x {ref} (median of per-round ratios {t[k]['ratios'][s]}"
+                         + (f"; {met(f'{k}/{s}')})" if f"{k}/{s}" in goals else ")"))
     if g["best"]:
         lines.append(f"generation s/50 tokens: seed's 4bit_adapter {ok['4bit_adapter']['median_s']:.3f}, best {g['best']} "
                      f"{ok[g['best']]['median_s']:.3f} -> {g['ratio']:.2f}x ({met('generation')})")
     for r in g["variants"]:
         lines.append(f"  {r['variant']:15s} " + (f"{r['median_s']:.3f} s (spread {r['spread']:.0%})" if r["status"] == "ok" else f"skipped: {r['reason']}"))
     return "\n".join(lines)
+
+# %% ../nbs/05_profile.ipynb #23d4b08b
+def bench_markdown(b: dict) -> str:
+    "Tables of a `bench` record: real tokens/s per training setup with every round's ratio, then generation."
+    t, g = b["training"], b["generation"]
+    setups = list(t["skewed"]["tokens_per_s"])
+    out = ["| data (the same sequences in every step) | " + " | ".join(setups) + " |", "|:--|" + "--:|" * len(setups)]
+    for k in ("skewed", "uniform"):
+        r, ref = t[k], t[k]["reference"]
+        pad = statistics.median(m["padding_fraction"] for m in r["runs"][ref])
+        cells = [f"{r['tokens_per_s'][s]:,.0f}" + ("" if s == ref else
+                 f" ({r['ratio'][s]:.2f}x; rounds {', '.join(f'{x:.2f}x' for x in r['ratios'][s])})") for s in setups]
+        out.append(f"| {k} ({pad:.0%} of the {ref} batch is padding) | " + " | ".join(cells) + " |")
+    ok = [x for x in g["variants"] if x["status"] == "ok"]
+    out += ["", "| generation, s / 50 tokens | " + " | ".join(x["variant"] for x in ok) + " |", "|:--|" + "--:|" * len(ok),
+            "| median | " + " | ".join(f"{x['median_s']:.3f}" for x in ok) + " |",
+            "| warm-up run (s) | " + " | ".join(f"{sum(x['warmup_s']):.2f}" for x in ok) + " |",
+            "| peak memory | " + " | ".join(_mem(x) for x in ok) + " |"]
+    return "\n".join(out)
 
 # %% ../nbs/05_profile.ipynb #c8a0a730
 def bench_main(argv: list[str] | None = None) -> int:
