@@ -11,10 +11,10 @@ from .params import RunParams, load_params
 from .model import free_memory
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TRAIN_MODES', 'LLAMA_2_7B', 'BENCH_MODELS', 'PADDING_FREE', 'BENCH_SETUPS', 'BENCH_DEFAULTS',
-           'BENCH_GOALS', 'SEED_RECIPE', 'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'machine',
-           'machine_label', 'reset_peak_memory', 'peak_memory', 'summarize', 'time_generation', 'model_facts',
-           'VariantSkipped', 'compile_unsupported', 'compile_config', 'load_variant', 'profile_prompt',
+__all__ = ['VARIANTS', 'LIKE_FOR_LIKE', 'TRAIN_MODES', 'LLAMA_2_7B', 'BENCH_MODELS', 'PADDING_FREE', 'BENCH_SETUPS',
+           'BENCH_DEFAULTS', 'BENCH_GOALS', 'SEED_RECIPE', 'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE',
+           'machine', 'machine_label', 'reset_peak_memory', 'peak_memory', 'summarize', 'time_generation',
+           'model_facts', 'VariantSkipped', 'compile_unsupported', 'compile_config', 'load_variant', 'profile_prompt',
            'profile_generation', 'throughput_callback', 'CountingCollator', 'measure_training', 'profile_training',
            'runtime_markdown', 'run_profile', 'bench_tokenizer', 'bench_lengths', 'bench_rows', 'bench_model_config',
            'save_random_model', 'random_adapter', 'bench_params', 'write_bench_data', 'bench_training',
@@ -118,12 +118,15 @@ def model_facts(model) -> dict:
             "weights_mb": round(base.get_memory_footprint() / 2**20, 2)}
 
 # %% ../nbs/05_profile.ipynb #c698182a
-VARIANTS = {
+VARIANTS = {  # in like-for-like pairs: merging at 4-bit, merging at full precision, then compiling the merged model
     "4bit_adapter": "4-bit base + unmerged adapter (the seed's way)",
-    "merged": "adapter merged into a full-precision base",
     "merged_4bit": "merged, then quantized again to 4-bit",
+    "adapter": "full-precision base + unmerged adapter",
+    "merged": "adapter merged into a full-precision base",
     "static_compile": "merged + static KV cache + torch.compile",
 }
+LIKE_FOR_LIKE = [("merge, 4-bit", "4bit_adapter", "merged_4bit"), ("merge, full precision", "adapter", "merged"),
+                 ("compile, merged", "merged", "static_compile")]  # (what changes, before, after)
 
 class VariantSkipped(Exception):
     "A variant this machine cannot run; the message says why."
@@ -163,6 +166,7 @@ def load_variant(p: RunParams,  # the run's parameters
     from sft_demos.model import load_base, load_finetuned
     run_dir = Path(run_dir)
     if name == "4bit_adapter": return PeftModel.from_pretrained(load_base(p, quantized=True), str(run_dir / "adapter")), {}
+    if name == "adapter": return PeftModel.from_pretrained(load_base(p, quantized=False), str(run_dir / "adapter")), {}
     if name == "merged": return load_finetuned(p, run_dir, merged=True), {}
     if name == "merged_4bit":
         folder = run_dir / "merged" if (run_dir / "merged" / "config.json").exists() else Path(work) / "merged"
@@ -507,7 +511,7 @@ BENCH_DEFAULTS = {  # procedure sizes: full and --quick
     "full": dict(model="tiny", batch_size=16, max_length=128, rows=1000, steps=3, warmup=1, rounds=2, repeats=3,
                  variants=list(VARIANTS)),
     "quick": dict(model="quick", batch_size=8, max_length=64, rows=200, steps=2, warmup=1, rounds=1, repeats=1,
-                  variants=["4bit_adapter", "merged"]),
+                  variants=["4bit_adapter", "adapter", "merged"]),
 }
 BENCH_GOALS = {"skewed": 2.0, "uniform": 1.0, "generation": 2.0}  # minimum ratios the project aims for
 
@@ -575,6 +579,10 @@ def bench_markdown(b: dict) -> str:
             "| median | " + " | ".join(f"{x['median_s']:.3f}" for x in ok) + " |",
             "| warm-up run (s) | " + " | ".join(f"{sum(x['warmup_s']):.2f}" for x in ok) + " |",
             "| peak memory | " + " | ".join(_mem(x) for x in ok) + " |"]
+    med = {x["variant"]: x["median_s"] for x in ok}
+    pairs = [f"{what} {med[a] / med[b]:.2f}x ({a} {med[a]:.3f} s -> {b} {med[b]:.3f} s)"
+             for what, a, b in LIKE_FOR_LIKE if a in med and b in med]
+    if pairs: out += ["", "Like for like: " + "; ".join(pairs) + "."]
     return "\n".join(out)
 
 # %% ../nbs/05_profile.ipynb #c8a0a730
@@ -722,8 +730,12 @@ def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
         m = m.unload()
         if "merged_4bit" in variants: rows.append(_gen_row("merged_4bit", "the 4-bit base without adapter layers (what a merged, re-quantized model computes)", m, tok, prompt, p, log))
         del m, base4; free_memory()
-    if {"merged", "static_compile"} & set(variants):
+    if {"adapter", "merged", "static_compile"} & set(variants):
         m = load_base(p, quantized=False)
+        if "adapter" in variants:
+            m = get_peft_model(m, lora_config(p, m))
+            rows.append(_gen_row("adapter", f"the base in {m.dtype} + unmerged LoRA", m, tok, prompt, p, log))
+            m = m.unload()
         if "merged" in variants: rows.append(_gen_row("merged", f"the base in {m.dtype} without adapter layers (what a merged model computes)", m, tok, prompt, p, log))
         if "static_compile" in variants:
             if (why := compile_unsupported(device)): rows.append({"variant": "static_compile", "status": "skipped", "reason": why})
