@@ -173,7 +173,7 @@ QUIET_WARNINGS = ["ignore:IProgress not found", "ignore:`is_gradient_checkpointi
 
 def runner_env(env: dict | None = None  # environment to update (default: this process's)
               ) -> dict:
-    "Set the variables the stage kernels read when the runner executes them; returns `env`."
+    "Set in `env` the variables the stage kernels read when the runner executes them; returns `env`."
     env = os.environ if env is None else env
     for k, v in RUNNER_ENV.items(): env.setdefault(k, v)
     have = [w for w in env.get("PYTHONWARNINGS", "").split(",") if w]
@@ -191,14 +191,15 @@ def execute_stage(stage: str,  # stage name
                  ) -> Path:
     "Execute the stage cells of one notebook with papermill into `run_dir`; raise `StageFailed` on error."
     import nbformat, papermill as pm
+    from unittest import mock
     out = Path(run_dir) / Path(notebook).name
     nb = stage_only(nbformat.read(notebook, as_version=4), Path(notebook).name)
     streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if echo else {}
-    runner_env()
     try:
-        pm.execute_notebook(nb, str(out), parameters={"recipe": str(params_path), "run_dir": str(run_dir)},
-                            kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False,
-                            extra_arguments=KERNEL_ARGS, **streams)
+        with mock.patch.dict(os.environ, runner_env(dict(os.environ))):  # the kernel inherits them; this process keeps its own
+            pm.execute_notebook(nb, str(out), parameters={"recipe": str(params_path), "run_dir": str(run_dir)},
+                                kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False,
+                                extra_arguments=KERNEL_ARGS, **streams)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f"Stage '{stage}' failed in {out} at the cell starting `{_failing_cell(out)}`: "
                           f"{e.ename}: {e.evalue}") from None
