@@ -13,9 +13,9 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'CHROMIUM_FLAGS', 'settings', 'read_nb', 'split_directives',
            'cell_view', 'convert_markup', 'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells',
-           'process_nb', 'execute_nb', 'nb_to_markdown', 'build_readme', 'run_copy', 'SiteLinks', 'module_notebooks',
-           'api_page', 'runs_page', 'conf_py', 'build_site', 'serve', 'browser', 'chromium', 'dump_dom', 'screenshot',
-           'page_problems', 'check_site', 'main']
+           'process_nb', 'execute_nb', 'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks',
+           'module_notebooks', 'api_page', 'runs_page', 'conf_py', 'build_site', 'serve', 'browser', 'chromium',
+           'dump_dom', 'screenshot', 'page_problems', 'check_site', 'main']
 
 # %% ../nbs/08_docs.ipynb #654a75cb
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -305,6 +305,18 @@ def run_copy(name: str, runs: list[Path]) -> Path | None:
     "The executed copy of notebook `name` in the newest run (of `runs`, oldest first) that has one."
     return next((r / name for r in reversed(runs) if (r / name).is_file()), None)
 
+# %% ../nbs/08_docs.ipynb #17736933
+def with_run_outputs(nb,  # a notebook of `nbs/`
+                     executed,  # its copy executed by a run (only the stage cells)
+                    ):
+    "`nb` whole, its code cells carrying the outputs of the executed cells with the same id."
+    import copy
+    out, done = copy.deepcopy(nb), {c.get("id"): c for c in executed.cells if c.cell_type == "code"}
+    for c in out.cells:
+        if c.cell_type == "code" and c.get("id") in done:
+            c.outputs, c.execution_count = done[c.id].outputs, done[c.id].execution_count
+    return out
+
 # %% ../nbs/08_docs.ipynb #8ae5ebf7
 class SiteLinks:
     "Maps checkout files to their place in the site's source folder (copying images there)."
@@ -439,7 +451,7 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     todo = [n for n in names if n in execute]
     log(f"executing {', '.join(todo)}"); t0 = time.time()
     with ThreadPoolExecutor(2) as ex:
-        executed = dict(zip(todo, ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs), todo)))
+        executed = dict(zip(todo, ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs, skip_flags=("gpu", "slow")), todo)))
     log(f"executed in {time.time() - t0:.0f}s")
     (src / "runs").mkdir(); (src / "runs" / "index.md").write_text(runs_page(runs, src))  # first: pages link run images
     docs = []
@@ -447,8 +459,8 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
         note = None
         if n in executed: nb, base = executed[n], nbs
         elif n in stage_nbs and (copy_ := run_copy(n, runs)):
-            nb, base = read_nb(copy_), copy_.parent
-            note = (f"This page shows the notebook as executed in the committed run "
+            nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_)), nbs
+            note = (f"The outputs on this page are those of the cells marked `#| stage`, as executed in the committed run "
                     f"[{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
         else:
             nb, base = read_nb(nbs / n), nbs
