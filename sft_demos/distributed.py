@@ -13,7 +13,7 @@ from .params import ParamsError, RunParams, load_params, save_params
 # %% auto #0
 __all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'resolve_dtype', 'check_launch', 'accelerate_config', 'Launch',
            'prepare_launch', 'LaunchFailed', 'run_launch', 'launch', 'is_main_process', 'local_rank', 'worker_params',
-           'main']
+           'in_launch', 'worker_main']
 
 # %% ../nbs/03b_distributed.ipynb #2452e78a
 def nf4_weight_gb(n_params: float,  # parameters of the base model
@@ -112,7 +112,7 @@ def prepare_launch(p: RunParams,  # the run's parameters (num_processes > 1)
                       + yaml.safe_dump(accelerate_config(p, on_gpu), sort_keys=False))
     save_params(p, params)
     cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file", str(config),
-           "-m", "sft_demos.distributed", str(run_dir), "--params", str(params)]
+           "-m", "sft_demos.train", str(run_dir), "--params", str(params)]
     (d / "command.txt").write_text(" ".join(cmd) + "\n")
     env = {**os.environ, **({} if on_gpu else {"ACCELERATE_USE_CPU": "true"})}
     return Launch(cmd, env, config, params, log)
@@ -167,21 +167,18 @@ def worker_params(p: RunParams) -> RunParams:
     return p
 
 # %% ../nbs/03b_distributed.ipynb #82923f64
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of each launched process: join the group, then `sft_demos.train.train_worker`."
-    ap = argparse.ArgumentParser(prog="python -m sft_demos.distributed", description="One process of a multi-process training run (started by accelerate launch).")
-    ap.add_argument("run_dir", help="the run folder")
-    ap.add_argument("--params", help="parameters YAML (default: RUN_DIR/params.yaml)")
-    a = ap.parse_args(argv)
-    p = load_params(a.params or str(Path(a.run_dir) / "params.yaml"))
+def in_launch() -> bool:
+    "Whether this process is one of several started by `accelerate launch`."
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+def worker_main(p: RunParams,  # the run's parameters
+                run_dir: Path,  # the run folder
+                worker,  # the training function, `worker(params, run_dir)` (`sft_demos.train.train_worker`)
+               ) -> int:
+    "One launched process: join the process group, train with `worker_params(p)`, leave the group."
     import torch
     from accelerate import PartialState
     state = PartialState(cpu=not torch.cuda.is_available())
-    from sft_demos.train import train_worker
-    try: train_worker(worker_params(p), Path(a.run_dir))
+    try: worker(worker_params(p), Path(run_dir))
     finally: state.destroy_process_group()
     return 0
-
-# %% ../nbs/03b_distributed.ipynb #212cfab1
-#| eval: false
-if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())  # run as a module, not in a notebook kernel

@@ -236,11 +236,14 @@ def run_train(p: RunParams,  # the run's parameters
 
 # %% ../nbs/03_train.ipynb #de630a91
 def main(argv: list[str] | None = None) -> int:
-    "Train the run in RUN_DIR with its params.yaml (resuming from its newest checkpoint)."
+    "Train the run in RUN_DIR with its params.yaml (resuming from its newest checkpoint); started by `accelerate launch`, one process of several."
     ap = argparse.ArgumentParser(prog="python -m sft_demos.train", description=main.__doc__)
     ap.add_argument("run_dir"); ap.add_argument("--params", help="parameters YAML (default: RUN_DIR/params.yaml)")
     a = ap.parse_args(argv)
-    run_train(load_params(a.params or str(Path(a.run_dir) / "params.yaml")), Path(a.run_dir))
+    p = load_params(a.params or str(Path(a.run_dir) / "params.yaml"))
+    from sft_demos.distributed import in_launch, worker_main
+    if in_launch(): return worker_main(p, Path(a.run_dir), train_worker)
+    run_train(p, Path(a.run_dir))
     return 0
 
 # %% ../nbs/03_train.ipynb #fc7cff9c
