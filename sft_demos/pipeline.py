@@ -267,7 +267,7 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
 # %% ../nbs/07_pipeline.ipynb #2724cb45
 SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, imported only when used
     "compare": ("sft_demos.report:compare_main", "overlay the loss curves of several runs"),
-    "bench": ("sft_demos.profile:bench_main", "benchmark training and generation against the seed's setup"),
+    "bench": ("sft_demos.profile:bench_main", "benchmark training throughput, serving variants, and time to quality against the seed's recipe"),
 }
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90

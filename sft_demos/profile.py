@@ -588,8 +588,9 @@ def bench_markdown(b: dict) -> str:
 # %% ../nbs/05_profile.ipynb #c8a0a730
 def bench_main(argv: list[str] | None = None) -> int:
     "Entry point of `sft-demos bench`."
-    ap = argparse.ArgumentParser(prog="sft-demos bench", description="Compare the project's training and serving setup with the seed's "
-                                 "on the same tiny model and data, in one process; print the ratios and write JSON.")
+    ap = argparse.ArgumentParser(prog="sft-demos bench", description="Training throughput of three batch layouts at equal sequences per step, and "
+                                 "serving variants, on the same tiny model and data, in one process; print the ratios and write JSON. "
+                                 "--quality: time to quality, the seed's recipe as it ran against the project's default.")
     ap.add_argument("--quick", action="store_true", help="a smaller model, batch and step count (for tests)")
     ap.add_argument("--model", choices=list(BENCH_MODELS), help="tiny (the embedded base's architecture; the default), quick, "
                     "or llama-2-7b (real size, for a GPU)")
