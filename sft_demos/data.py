@@ -11,12 +11,13 @@ from urllib.parse import urlparse
 from .params import DataSource, RunParams, SCHEMAS
 
 # %% auto #0
-__all__ = ['ADAPTERS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca', 'from_messages',
-           'from_sharegpt', 'from_prompt_completion', 'detect_schema', 'hub_reachable', 'source_kind', 'source_rows',
-           'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt', 'format_example',
-           'toy_tokenizer', 'token_audit', 'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share',
-           'split_eval', 'sha256_file', 'content_hash', 'Prepared', 'heldout_rows', 'prepare_data', 'write_jsonl',
-           'read_jsonl', 'write_outputs', 'run_data']
+__all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca',
+           'from_messages', 'from_sharegpt', 'from_prompt_completion', 'detect_schema', 'hub_reachable', 'source_kind',
+           'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt',
+           'render_turns', 'format_example', 'toy_tokenizer', 'trained_spans', 'token_mask', 'token_audit',
+           'formatted_row', 'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval',
+           'sha256_file', 'content_hash', 'Prepared', 'heldout_rows', 'prepare_data', 'write_jsonl', 'read_jsonl',
+           'write_outputs', 'run_data']
 
 # %% ../nbs/01_data.ipynb #e5640ac5
 class DataError(ValueError):
@@ -223,56 +224,74 @@ def bad_rows_error(results: list[SourceResult], limit: int = 10) -> DataError:
                      f"Fix the data, name the right `schema`, or set `bad_rows: drop` to drop and count them.")
 
 # %% ../nbs/01_data.ipynb #e7be3671
-def _plain_prompt(msgs: list[dict]) -> str:
-    "The seed's plain format: system and first request on one line, each later turn on its own line."
-    parts = [m["content"] for m in msgs]
-    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{parts[0]} {parts[1]}"] + parts[2:]
-    return "".join(f"{x}\n" for x in parts)
+def _plain_prompt(msgs: list[dict], eos: str = "") -> str:
+    "The seed's plain format: system and first request on one line, each later turn on its own; answers end with `eos`."
+    parts = [m["content"] + (eos if m["role"] == "assistant" else "\n") for m in msgs]
+    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} {parts[1]}"] + parts[2:]
+    return "".join(parts)
 
-def _guanaco_prompt(msgs: list[dict]) -> str:
-    "The guanaco format up to `### Assistant:`; a system turn goes first on its own line."
-    out = "".join(f"{m['content']}\n" if m["role"] == "system" else f"### {'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in msgs)
-    return out + "### Assistant:"
+def _guanaco_turn(m: dict, eos: str) -> str:
+    if m["role"] == "system": return f"{m['content']}\n"
+    return f"### Human: {m['content']}" if m["role"] == "user" else f"### Assistant: {m['content']}{eos}"
+
+def _guanaco_prompt(msgs: list[dict], eos: str = "") -> str:
+    "The guanaco format up to `### Assistant:`; a system turn goes first on its own line; answers end with `eos`."
+    return "".join(_guanaco_turn(m, eos) for m in msgs) + "### Assistant:"
 
 # %% ../nbs/01_data.ipynb #28c403ba
 def _adds_bos(tok) -> bool:
     ids = tok("a")["input_ids"]
     return tok.bos_token_id is not None and bool(ids) and ids[0] == tok.bos_token_id
 
+def _chat(msgs: list[dict], tok, generation_prompt: bool) -> str:
+    "The chat template's text for `msgs`, without the BOS text when the tokenizer adds BOS itself."
+    s = tok.apply_chat_template(msgs, add_generation_prompt=generation_prompt, tokenize=False)
+    return s[len(tok.bos_token):] if tok.bos_token and s.startswith(tok.bos_token) and _adds_bos(tok) else s
+
 def format_prompt(msgs: list[dict],  # conversation up to (not including) the answer
                   tok,  # the run's tokenizer
                   fmt: str,  # prompt_format: chat_template, plain or guanaco
                  ) -> str:
-    "The text inference sends for `msgs`; training uses the same text as the prompt."
-    if fmt == "plain": return _plain_prompt(msgs)
-    if fmt == "guanaco": return _guanaco_prompt(msgs)
+    "The text inference sends for `msgs`; training uses the same text before each answer."
+    if fmt == "plain": return _plain_prompt(msgs, tok.eos_token)
+    if fmt == "guanaco": return _guanaco_prompt(msgs, tok.eos_token)
     if fmt != "chat_template": raise DataError(f"prompt_format={fmt!r} is not one of chat_template, plain, guanaco")
     if not getattr(tok, "chat_template", None):
         raise DataError(f"prompt_format=chat_template, but the tokenizer of {tok.name_or_path!r} has no chat template; "
                         f"set prompt_format to plain or guanaco")
-    s = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-    if tok.bos_token and s.startswith(tok.bos_token) and _adds_bos(tok): s = s[len(tok.bos_token):]
-    return s
+    return _chat(msgs, tok, True)
 
 # %% ../nbs/01_data.ipynb #d956c96f
+def _upto(msgs: list[dict], prompt: str, tok, fmt: str) -> str:
+    "The text of `msgs` through their last (assistant) turn; `prompt` is the inference prompt before that turn."
+    if fmt == "chat_template": return _chat(msgs, tok, False).rstrip()
+    return prompt + (" " if fmt == "guanaco" else "") + msgs[-1]["content"] + tok.eos_token
+
+def render_turns(msgs: list[dict],  # a normalized conversation ending with an assistant turn
+                 tok,  # the run's tokenizer
+                 fmt: str,  # prompt_format
+                ) -> dict:
+    "The training `text`, and per assistant turn the inference `prompts` and the `spans` (start, end) of each answer."
+    at = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+    prompts = [format_prompt(msgs[:i], tok, fmt) for i in at]
+    ends = [_upto(msgs[:i + 1], pr, tok, fmt) for i, pr in zip(at, prompts)]
+    text = ends[-1] if ends[-1].endswith(tok.eos_token) else ends[-1] + tok.eos_token
+    common = lambda s: len(os.path.commonprefix([s, text]))
+    spans = [(common(pr), common(e)) for pr, e in zip(prompts[:-1], ends[:-1])] + [(common(prompts[-1]), len(text))]
+    return {"text": text, "prompts": prompts, "spans": spans}
+
 def format_example(msgs: list[dict], tok, fmt: str) -> tuple[str, str]:
-    "`(prompt, completion)` for a normalized conversation ending with an assistant turn."
-    prompt, answer, eos = format_prompt(msgs[:-1], tok, fmt), msgs[-1]["content"], tok.eos_token
-    if fmt == "plain": comp = answer
-    elif fmt == "guanaco": comp = f" {answer}"
-    else:
-        full = tok.apply_chat_template(msgs, tokenize=False)
-        if tok.bos_token and full.startswith(tok.bos_token) and not prompt.startswith(tok.bos_token): full = full[len(tok.bos_token):]
-        n = len(os.path.commonprefix([prompt, full]))
-        comp = full[n:].rstrip()
-    return prompt, comp if comp.endswith(eos) else comp + eos
+    "`(prompt, completion)`: the training text split where the last answer starts."
+    r = render_turns(msgs, tok, fmt)
+    return r["text"][:r["spans"][-1][0]], r["text"][r["spans"][-1][0]:]
 
 # %% ../nbs/01_data.ipynb #d677e00c
 def toy_tokenizer(texts: list[str],  # corpus to learn the words from
                   vocab_size: int = 2000,  # cap; small corpora end well below it
                   chat_template: str | None = "default",  # a Jinja template, "default" for a small role-token one, None for none
+                  add_bos: bool = True,  # whether encoding adds BOS (Llama does; Qwen and SmolLM2 do not)
                  ):
-    "A word-level BPE `PreTrainedTokenizerFast` for tests: distinct BOS/EOS/PAD, BOS added on encode."
+    "A word-level BPE `PreTrainedTokenizerFast` for tests: distinct BOS/EOS/PAD, BOS added on encode unless `add_bos=False`."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
     from transformers import PreTrainedTokenizerFast
     special = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -280,7 +299,7 @@ def toy_tokenizer(texts: list[str],  # corpus to learn the words from
     t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
     t.decoder = decoders.Metaspace()
     t.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
-    t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", t.token_to_id("<s>"))])
+    if add_bos: t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", t.token_to_id("<s>"))])
     if chat_template == "default":
         chat_template = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
                          "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
@@ -291,35 +310,78 @@ def toy_tokenizer(texts: list[str],  # corpus to learn the words from
     return tok
 
 # %% ../nbs/01_data.ipynb #fa717355
-def _common(a: list, b: list) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y: break
-        n += 1
-    return n
+def trained_spans(spans: list,  # (start, end) of every assistant answer, from `render_turns`
+                  n: int,  # length of the text
+                  train_on: str,  # assistant, last or all
+                 ) -> list[list[int]]:
+    "The character spans that carry loss under `train_on`."
+    if train_on == "all": return [[0, n]]
+    if train_on not in ("assistant", "last"): raise DataError(f"train_on={train_on!r} is not one of assistant, last, all")
+    return [list(s) for s in (spans[-1:] if train_on == "last" else spans)]
 
-def token_audit(rows: list[dict],  # rows with "messages", "prompt", "completion"
+# %% ../nbs/01_data.ipynb #1bb1cc8d
+def _in_spans(offsets: list, spans: list) -> list[int]:
+    "1 for each token (char offsets) that starts inside one of `spans`; tokens added without text (BOS) get 1 only when the whole text is."
+    whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= max((e for _, e in offsets), default=0)
+    return [int(whole or (e > s and any(a <= s < b for a, b in spans))) for s, e in offsets]
+
+def token_mask(tok,  # the run's (fast) tokenizer
+               texts: list[str],  # training texts
+               spans: list[list],  # trained character spans of each text
+              ) -> tuple[list, list, list]:
+    "Token ids (special tokens added, as TRL tokenizes), the 0/1 loss mask and the char offsets of each text."
+    if not texts: return [], [], []
+    enc = tok(texts, return_offsets_mapping=True)
+    return enc["input_ids"], [_in_spans(o, s) for o, s in zip(enc["offset_mapping"], spans)], enc["offset_mapping"]
+
+# %% ../nbs/01_data.ipynb #68b3dc1a
+def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max_length: int, decode) -> dict:
+    "One assistant turn: its tokens, trained (after truncation), end-of-turn token trained, span is the answer, prompt as inference sends it."
+    a, b = span
+    toks = [k for k, (s, e) in enumerate(offs) if e > s and a <= s < b]
+    kept = [k for k in toks if k < max_length]
+    eot_trained = bool(kept) and kept[-1] == toks[-1] and ids[toks[-1]] in eot and bool(mask[toks[-1]])
+    is_answer = text[a:b].lstrip().startswith(answer.strip()) and decode([ids[k] for k in toks]).strip() == text[a:b].strip()
+    return {"tokens": len(toks), "trained": any(mask[k] for k in kept), "eot_trained": eot_trained, "span_is_answer": is_answer,
+            "matches_inference": list(ids[:len(inf_ids)]) == list(inf_ids) and (not toks or toks[0] == len(inf_ids))}
+
+def _inference_ids(r: dict, prompts: list, tok, fmt: str) -> list:
+    "Token ids inference sends before each assistant turn of row `r`."
+    if fmt != "chat_template": return tok(prompts)["input_ids"]
+    at = [i for i, m in enumerate(r["messages"]) if m["role"] == "assistant"]
+    return [tok.apply_chat_template(r["messages"][:i], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"] for i in at]
+
+# %% ../nbs/01_data.ipynb #4422f31f
+def token_audit(rows: list[dict],  # rows with "messages", "prompt", "completion", "train_spans", "_turns" (from `render_turns`)
                 tok,  # the run's tokenizer
-                p: RunParams,  # max_length, completion_only_loss, prompt_format
+                p: RunParams,  # max_length, prompt_format
                ) -> list[dict]:
-    "Per-row token facts: lengths, trained tokens, EOS trained, prompt as inference sends it."
-    prompts = [r["prompt"] for r in rows]
-    p_ids = tok(prompts)["input_ids"] if rows else []
-    full_ids = tok([r["prompt"] + r["completion"] for r in rows])["input_ids"] if rows else []
-    if p.prompt_format == "chat_template" and rows:
-        inf_ids = tok.apply_chat_template([r["messages"][:-1] for r in rows], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-    else: inf_ids = p_ids  # plain and guanaco prompts are the text inference sends, by construction
+    "Per-row token facts: lengths, trained tokens, EOS trained, and per assistant turn what `_turn_facts` finds."
+    ids, masks, offs = token_mask(tok, [r["prompt"] + r["completion"] for r in rows], [r["train_spans"] for r in rows])
+    eot, decode = {*tok.all_special_ids, tok.eos_token_id}, lambda t: tok.decode(t, clean_up_tokenization_spaces=False)
     out = []
-    for r, pi, fi, inf in zip(rows, p_ids, full_ids, inf_ids):
-        plen = _common(pi, fi)
-        mask = ([0] * plen + [1] * (len(fi) - plen)) if p.completion_only_loss else [1] * len(fi)
-        ids, mask = fi[:p.max_length], mask[:p.max_length]
-        out.append({"source": r["source"], "tokens": len(fi), "prompt_tokens": plen, "completion_tokens": len(fi) - plen,
-                    "truncated": len(fi) > p.max_length, "trained": sum(mask),
-                    "eos_trained": any(t == tok.eos_token_id and m for t, m in zip(ids, mask)),
-                    "prompt_is_prefix": plen == len(pi), "prompt_matches_inference": list(pi) == list(inf),
-                    "double_bos": len(pi) > 1 and tok.bos_token_id is not None and pi[0] == pi[1] == tok.bos_token_id})
+    for r, fi, m, o in zip(rows, ids, masks, offs):
+        text, rt = r["prompt"] + r["completion"], r["_turns"]
+        answers = [t["content"] for t in r["messages"] if t["role"] == "assistant"]
+        turns = [_turn_facts(fi, m, o, text, sp, ans, inf, eot, p.max_length, decode)
+                 for sp, ans, inf in zip(rt["spans"], answers, _inference_ids(r, rt["prompts"], tok, p.prompt_format))]
+        for j, t in enumerate(turns): t["selected"] = p.train_on != "last" or j == len(turns) - 1
+        pi, kept = tok(r["prompt"])["input_ids"], m[:p.max_length]
+        out.append({"source": r["source"], "tokens": len(fi), "prompt_tokens": len(fi) - turns[-1]["tokens"],
+                    "completion_tokens": turns[-1]["tokens"], "truncated": len(fi) > p.max_length, "trained": sum(kept),
+                    "eos_trained": any(t == tok.eos_token_id and k for t, k in zip(fi, kept)),
+                    "prompt_matches_inference": turns[-1]["matches_inference"],
+                    "double_bos": len(pi) > 1 and tok.bos_token_id is not None and pi[0] == pi[1] == tok.bos_token_id,
+                    "assistant_turns": len(turns), "trained_turns": sum(t["trained"] for t in turns), "turns": turns})
     return out
+
+# %% ../nbs/01_data.ipynb #0f06f417
+def formatted_row(msgs: list[dict], tok, p: RunParams, source: str) -> dict:
+    "A training row: the conversation, its prompt and completion (split at the last answer), trained spans, the rendering."
+    r = render_turns(msgs, tok, p.prompt_format)
+    a = r["spans"][-1][0]
+    return {"messages": msgs, "prompt": r["text"][:a], "completion": r["text"][a:],
+            "train_spans": trained_spans(r["spans"], len(r["text"]), p.train_on), "source": source, "_turns": r}
 
 # %% ../nbs/01_data.ipynb #f38eb027
 def _stats(xs: list[int]) -> dict:
@@ -337,23 +399,32 @@ def _histogram(per_source: dict, bins: int = 20) -> dict:
     return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs) for i in range(n)] for s, xs in per_source.items()}}
 
 # %% ../nbs/01_data.ipynb #48677fb4
+def _turn_summary(audit: list[dict]) -> dict:
+    "Counts over all assistant turns of the audited rows."
+    turns = [t for a in audit for t in a["turns"]]
+    selected = [t for t in turns if t["selected"]]
+    return {"rows_multi_turn": sum(a["assistant_turns"] > 1 for a in audit), "assistant_turns": len(turns), "selected_turns": len(selected),
+            "trained_turns": sum(t["trained"] for t in selected), "trained_turns_eot_trained": sum(t["eot_trained"] for t in selected),
+            "selected_turns_span_is_answer": sum(t["span_is_answer"] for t in selected),
+            "turns_prompt_matches_inference": round(sum(t["matches_inference"] for t in turns) / len(turns), 4) if turns else 0.0}
+
 def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
     "Summarize `token_audit` rows into the data report, with `failures` and `warnings`."
     by = {}
     for a in audit: by.setdefault(a["source"], []).append(a)
     n, tokens, trained = len(audit), sum(a["tokens"] for a in audit), sum(a["trained"] for a in audit)
     frac = lambda k: round(sum(bool(a[k]) for a in audit) / n, 4) if n else 0.0
-    rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "completion_only_loss": p.completion_only_loss,
+    stats = lambda xs, k: _stats([a[k] for a in xs])
+    rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "train_on": p.train_on,
            "tokenizer": tok.name_or_path, "bos_token": tok.bos_token, "eos_token": tok.eos_token, "pad_token": tok.pad_token,
            "rows": n,
-           "sources": {s: {"rows": len(xs), "tokens": _stats([a["tokens"] for a in xs]),
-                           "prompt_tokens": _stats([a["prompt_tokens"] for a in xs]),
-                           "completion_tokens": _stats([a["completion_tokens"] for a in xs]),
+           "sources": {s: {"rows": len(xs), "tokens": stats(xs, "tokens"), "prompt_tokens": stats(xs, "prompt_tokens"),
+                           "completion_tokens": stats(xs, "completion_tokens"), "assistant_turns": stats(xs, "assistant_turns"),
                            "over_max_length": sum(a["truncated"] for a in xs)} for s, xs in by.items()},
            "over_max_length": sum(a["truncated"] for a in audit), "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
            "trained_tokens": trained, "rows_eos_trained": frac("eos_trained"), "rows_without_trained_tokens": sum(a["trained"] == 0 for a in audit),
            "pad_differs_from_eos": tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id,
-           "prompt_matches_inference": frac("prompt_matches_inference"), "prompt_is_token_prefix": frac("prompt_is_prefix"),
+           "prompt_matches_inference": frac("prompt_matches_inference"), "turns": _turn_summary(audit),
            "rows_double_bos": sum(a["double_bos"] for a in audit),
            "histogram": _histogram({s: [a["tokens"] for a in xs] for s, xs in by.items()})}
     rep["failures"], rep["warnings"] = _audit_findings(rep, n)
@@ -362,17 +433,26 @@ def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
 # %% ../nbs/01_data.ipynb #6178b699
 def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
     "Problems that stop the run (failures) and ones to read before trusting it (warnings)."
-    fail, warn = [], []
+    fail, warn, t = [], [], rep["turns"]
     if not n: fail.append("no rows to train on")
-    elif rep["trained_tokens"] == 0: fail.append("no token carries loss: the loss mask is empty")
-    elif rep["rows_eos_trained"] == 0: fail.append(f"EOS ({rep['eos_token']!r}) carries loss in no row: the model would never learn to stop")
+    elif rep["trained_tokens"] == 0: fail.append(f"no token carries loss: the loss mask is empty (train_on={rep['train_on']})")
+    elif t["trained_turns_eot_trained"] == 0:
+        fail.append(f"the end-of-turn token carries loss in no trained turn (EOS is {rep['eos_token']!r}): the model would never learn to stop")
     if not rep["pad_differs_from_eos"]:
         warn.append(f"pad token {rep['pad_token']!r} is missing or equals EOS {rep['eos_token']!r}: TRL still trains EOS (it pads labels "
                     f"with -100; EOS is trained in {rep['rows_eos_trained']:.0%} of rows), but any collator that masks pad ids would not")
     if rep["over_max_length"]: warn.append(f"{rep['over_max_length']} of {n} rows exceed max_length={rep['max_length']} and will be truncated (their EOS is lost)")
     if n and rep["rows_without_trained_tokens"]: warn.append(f"{rep['rows_without_trained_tokens']} rows have no trained token after truncation")
-    if n and rep["prompt_matches_inference"] < 1: warn.append(f"only {rep['prompt_matches_inference']:.1%} of training prompts tokenize as inference prompts do")
-    if n and rep["prompt_is_token_prefix"] < 1: warn.append(f"in {1 - rep['prompt_is_token_prefix']:.1%} of rows the prompt's tokens are not a prefix of prompt + completion")
+    if 0 < t["trained_turns_eot_trained"] < t["trained_turns"]:
+        warn.append(f"{t['trained_turns'] - t['trained_turns_eot_trained']} of {t['trained_turns']} trained turns do not train their end-of-turn token")
+    if t["trained_turns"] < t["selected_turns"]:
+        warn.append(f"{t['selected_turns'] - t['trained_turns']} of {t['selected_turns']} assistant turns that train_on={rep['train_on']} selects carry "
+                    f"no loss (truncated, or rendered without their text)")
+    if t["selected_turns_span_is_answer"] < t["selected_turns"]:
+        warn.append(f"{t['selected_turns'] - t['selected_turns_span_is_answer']} of {t['selected_turns']} selected turns do not decode to exactly "
+                    f"their answer and end-of-turn token: the chat template renders history differently from the whole conversation")
+    if n and t["turns_prompt_matches_inference"] < 1:
+        warn.append(f"only {t['turns_prompt_matches_inference']:.1%} of assistant turns follow a prompt that tokenizes as inference sends it")
     if rep["rows_double_bos"]: warn.append(f"{rep['rows_double_bos']} rows start with two BOS tokens")
     return fail, warn
 
@@ -473,27 +553,27 @@ class Prepared:
 
 # %% ../nbs/01_data.ipynb #a5c817a1
 def _formatted(res: SourceResult, tok, p: RunParams) -> list[dict]:
-    "Rows of one source with prompt, completion and token count."
-    rows = []
-    for c in res.convs:
-        pr, comp = format_example(c, tok, p.prompt_format)
-        rows.append({"messages": c, "prompt": pr, "completion": comp, "source": res.label})
+    "Rows of one source, formatted, with their token count and audit."
+    rows = [formatted_row(c, tok, p, res.label) for c in res.convs]
     for r, a in zip(rows, token_audit(rows, tok, p)): r["tokens"], r["_audit"] = a["tokens"], a
     return rows
 
 # %% ../nbs/01_data.ipynb #93ab406d
 def heldout_rows(p: RunParams, tok) -> list[dict]:
-    "The held-out task rows, formatted as inference will prompt them (embedded sources only)."
+    "The held-out task rows (first turns and follow-ups), formatted as inference will prompt them (embedded sources only)."
     if not any(d.path == "embedded:tasks" for d in p.datasets): return []
     from sft_demos.tasks import task_rows
     out = []
     for r in task_rows("heldout", p.seed):
-        msgs = from_alpaca(r)[:1]
+        msgs = from_messages(r)[:-1]
         if p.system_prompt: msgs = [{"role": "system", "content": p.system_prompt}] + msgs
-        out.append({"family": r["family"], "messages": msgs, "prompt": format_prompt(msgs, tok, p.prompt_format), "answer": r["output"]})
+        out.append({"family": r["family"], "turn": r["turns"], "messages": msgs, "prompt": format_prompt(msgs, tok, p.prompt_format),
+                    "answer": r["messages"][-1]["content"]})
     return out
 
 # %% ../nbs/01_data.ipynb #62861581
+ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source")  # what data/train.jsonl and eval.jsonl rows hold
+
 def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     "Read, adapt, mix, format and audit the recipe's datasets with tokenizer `tok`."
     results = []
@@ -512,9 +592,7 @@ def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     mixed = [r for rs in picked for r in rs]
     rng.shuffle(mixed)
     report = audit_report([r.pop("_audit") for r in mixed], tok, p)
-    for rs in rows:
-        for r in rs: r.pop("_audit", None)
-    train, ev = split_eval([{k: r[k] for k in ("messages", "prompt", "completion", "source")} for r in mixed], p.eval_split_size)
+    train, ev = split_eval([{k: r[k] for k in ROW_KEYS} for r in mixed], p.eval_split_size)
     report.update(train_rows=len(train), eval_rows=len(ev), bad_rows=_bad_summary(results, p.bad_rows))
     prov = _provenance(p, results, dups, picked, rows, len(train), len(ev))
     return Prepared(train, ev, heldout_rows(p, tok), report, prov)

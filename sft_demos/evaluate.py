@@ -12,11 +12,12 @@ import sft_demos
 from .params import RunParams
 
 # %% auto #0
-__all__ = ['EMBEDDED_DATA', 'MINI_MMLU_SUBJECTS', 'LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP',
+__all__ = ['EMBEDDED_DATA', 'MINI_MMLU_SUBJECTS', 'LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'TURNS',
            'write_minisets', 'dataset_cache_dir', 'EvalError', 'task_manager', 'leaf_tasks', 'task_dataset',
            'local_configs', 'Suite', 'data_root', 'plan_suite', 'suite_config', 'lm_eval_run', 'suite_scores',
            'generate', 'heldout_scores', 'check_model', 'example_prompts', 'evaluate_model', 'metrics_rows',
-           'metrics_table', 'write_atomic', 'samples_markdown', 'check_adapter_base', 'run_eval', 'write_results']
+           'metrics_table', 'write_atomic', 'samples_markdown', 'heldout_examples', 'check_adapter_base', 'run_eval',
+           'write_results']
 
 # %% ../nbs/04_eval.ipynb #d2bfc762
 EMBEDDED_DATA = Path(sft_demos.__file__).parent / "assets" / "eval"  # root of the bundled mini-sets
@@ -393,19 +394,28 @@ def generate(model,  # causal LM (transformers or peft)
     return out[0] if isinstance(prompt, str) else out
 
 # %% ../nbs/04_eval.ipynb #537c8722
+TURNS = {"1": "first turns", "2": "follow-ups"}  # held-out turn -> its name in tables
+
+def _em(hits: list[bool]) -> dict: return {"exact_match": sum(hits) / len(hits), "n": len(hits)}
+
+def _em_by(hits: list[bool], keys: list) -> dict:
+    "Exact match of the hits grouped by key, keys in first-seen order."
+    out = {}
+    for h, k in zip(hits, keys): out.setdefault(k, []).append(h)
+    return {k: _em(v) for k, v in out.items()}
+
+# %% ../nbs/04_eval.ipynb #d181045e
 def heldout_scores(model, tok,  # the model to score and its tokenizer
-                   rows: list[dict],  # data/heldout.jsonl rows: family, prompt, answer
+                   rows: list[dict],  # data/heldout.jsonl rows: family, turn (default 1), prompt, answer
                    batch_size: int = 256,  # prompts per generation batch
                   ) -> tuple[dict, list[str]]:
-    "Exact match overall and per family, and the predictions in row order."
+    "Exact match overall, per family and per turn (\"1\" first turns, \"2\" follow-ups), and the predictions in row order."
     from sft_demos.tasks import exact_match
     longest = max(len(tok(r["answer"], add_special_tokens=False)["input_ids"]) for r in rows)
     preds = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=longest + 8, batch_size=batch_size)
     hits = [exact_match(pr, r["answer"]) for pr, r in zip(preds, rows)]
-    fams = {}
-    for h, r in zip(hits, rows): fams.setdefault(r["family"], []).append(h)
-    return ({"exact_match": sum(hits) / len(hits), "n": len(hits),
-             "families": {f: {"exact_match": sum(v) / len(v), "n": len(v)} for f, v in fams.items()}}, preds)
+    return ({**_em(hits), "families": _em_by(hits, [r["family"] for r in rows]),
+             "turns": dict(sorted(_em_by(hits, [str(r.get("turn", 1)) for r in rows]).items()))}, preds)
 
 # %% ../nbs/04_eval.ipynb #100d5590
 def check_model(model, tok, what: str = "model"):
@@ -489,6 +499,9 @@ def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_mode
         rows.append(_row("Held-out exact match", "heldout", res, lambda r: r["heldout"]["exact_match"]))
         for fam in first["heldout"]["families"]:
             rows.append(_row(f"Held-out exact match: {fam}", f"heldout.{fam}", res, lambda r, f=fam: r["heldout"]["families"][f]["exact_match"]))
+        for t in [t for t in TURNS if t in first["heldout"].get("turns", {})]:
+            rows.append(_row(f"Held-out exact match: {TURNS[t]}", f"heldout.turn{t}", res,
+                             lambda r, t=t: r["heldout"]["turns"][t]["exact_match"]))
     return rows
 
 def _pct(v, se=None) -> str:
@@ -532,10 +545,21 @@ def samples_markdown(samples: dict) -> str:
         out.append(f"## {i}. {_cell(s['prompt'], 120)}")
         out += [f"**{m}**\n\n```text\n{s[m].strip() or '(empty)'}\n```" for m in models]
     if samples.get("heldout_examples"):
-        out.append("## Held-out examples\n\n| family | instruction | answer | " + " | ".join(models) + " |\n|---|---|---|" + "---|" * len(models))
-        out[-1] += "".join(f"\n| {h['family']} | {_cell(h['prompt'])} | {_cell(h['answer'])} | " + " | ".join(_cell(h[m]) for m in models) + " |"
-                           for h in samples["heldout_examples"])
+        out.append("## Held-out examples\n\nTurn 2 is a follow-up: the instruction shown came after a training instruction "
+                   "and its answer.\n\n| family | turn | instruction | answer | " + " | ".join(models) + " |\n|---|---|---|---|" + "---|" * len(models))
+        out[-1] += "".join(f"\n| {h['family']} | {h.get('turn', 1)} | {_cell(h['prompt'])} | {_cell(h['answer'])} | "
+                           + " | ".join(_cell(h[m]) for m in models) + " |" for h in samples["heldout_examples"])
     return "\n\n".join(out) + "\n"
+
+# %% ../nbs/04_eval.ipynb #21815940
+def heldout_examples(heldout: list[dict],  # data/heldout.jsonl rows
+                     per_turn: dict = {1: 2, 2: 1},  # turn -> rows shown per family
+                    ) -> list[int]:
+    "Indices of the held-out rows shown as examples: per family, its first rows of each turn."
+    out = []
+    for f in dict.fromkeys(r["family"] for r in heldout):
+        for t, k in per_turn.items(): out += [i for i, r in enumerate(heldout) if r["family"] == f and r.get("turn", 1) == t][:k]
+    return out
 
 # %% ../nbs/04_eval.ipynb #0d45a1f2
 def check_adapter_base(p: RunParams, adapter: Path):
@@ -597,9 +621,9 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
     samples = {"settings": gen, "models": models,
                "samples": [{"prompt": x} | {m: res[m]["samples"][i] for m in models} for i, x in enumerate(p.example_prompts)]}
     if heldout:
-        picked = [i for f in dict.fromkeys(r["family"] for r in heldout) for i in [j for j, r in enumerate(heldout) if r["family"] == f][:3]]
-        samples["heldout_examples"] = [{"family": heldout[i]["family"], "prompt": heldout[i]["messages"][-1]["content"],
-                                        "answer": heldout[i]["answer"]} | {m: res[m]["heldout_predictions"][i] for m in models} for i in picked]
+        samples["heldout_examples"] = [{"family": heldout[i]["family"], "turn": heldout[i].get("turn", 1),
+                                        "prompt": heldout[i]["messages"][-1]["content"], "answer": heldout[i]["answer"]}
+                                       | {m: res[m]["heldout_predictions"][i] for m in models} for i in heldout_examples(heldout)]
     note = ("\n*Leaderboard rows are scored on the bundled offline mini-sets (`eval_data: embedded`): a smoke test of the "
             "evaluation, not a benchmark.*\n" if p.eval_data == "embedded" and suite else "")
     texts = {"metrics.json": json.dumps(metrics, indent=1, default=str), "metrics.md": metrics_table(rows, models) + note,

@@ -94,7 +94,7 @@ def embedded_corpus(n_tokens: int = 200_000,  # tokens of prose (about)
     "Pretraining documents and the text of the SFT rows (tokenizer vocabulary only)."
     from sft_demos.tasks import pretraining_text, task_rows
     rows = [r for split in ("train", "heldout") for r in task_rows(split, seed)]
-    return pretraining_text(seed, n_tokens=n_tokens), [" ".join([r["instruction"], r["input"], r["output"]]) for r in rows]
+    return pretraining_text(seed, n_tokens=n_tokens), [" ".join(m["content"] for m in r["messages"]) for r in rows]
 
 # %% ../nbs/02_model.ipynb #66d892aa
 def pack_blocks(tok,  # tokenizer

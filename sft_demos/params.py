@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'CHOICES', 'SCHEMAS', 'STAGES',
+__all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS', 'STAGES',
            'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError', 'check_type', 'build',
-           'expand_targets', 'to_dict', 'recipe_path', 'read_recipe', 'parse_set', 'load_params', 'save_params',
-           'list_recipes']
+           'expand_targets', 'to_dict', 'recipe_path', 'read_recipe', 'parse_set', 'upgrade_run_params', 'load_params',
+           'save_params', 'list_recipes']
 
 # %% ../nbs/00_params.ipynb #15f00afe
 @dataclass
@@ -111,7 +111,7 @@ class RunParams:
     optim: str = "adamw_torch"  # transformers optimizer name (paged_adamw_32bit needs CUDA)
     gradient_checkpointing: bool = False  # trade compute for activation memory
     packing: bool = False  # pack sequences padding-free (no cross-sample attention)
-    completion_only_loss: bool = True  # loss on responses only; prompts are masked
+    train_on: str = "assistant"  # tokens with loss: assistant (every answer + its end-of-turn token), last (last answer), all (whole text)
     logging_steps: int = 5  # log every N steps
     save_steps: int = 50  # checkpoint every N steps
     save_total_limit: int | None = 2  # keep the newest N checkpoints
@@ -178,10 +178,13 @@ def check_type(value, tp, where: str):
     raise ParamsError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
 
 # %% ../nbs/00_params.ipynb #c4ddc91a
+RENAMED = {"completion_only_loss": "'train_on': false -> all (the whole text), true -> last (the last answer) or assistant (every answer)"}
+
 def build(cls, d: dict, where: str):
     "Build dataclass `cls` from mapping `d`; unknown keys and wrong types raise `ParamsError` naming `where`."
     hints, names = typing.get_type_hints(cls), [f.name for f in fields(cls)]
     for k in d:
+        if k in RENAMED: raise ParamsError(f"{where}: '{k}' is now {RENAMED[k]}")
         if k not in names:
             close = difflib.get_close_matches(str(k), names, n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
@@ -192,7 +195,7 @@ def build(cls, d: dict, where: str):
 # %% ../nbs/00_params.ipynb #820813bb
 CHOICES = {
     "model_family": ["auto", *LORA_TARGETS], "attn_implementation": ["eager", "sdpa", "flash_attention_2"],
-    "bnb_4bit_quant_type": ["nf4", "fp4"], "prompt_format": ["chat_template", "plain", "guanaco"],
+    "bnb_4bit_quant_type": ["nf4", "fp4"], "prompt_format": ["chat_template", "plain", "guanaco"], "train_on": ["assistant", "last", "all"],
     "mix_by": ["rows", "tokens"], "bad_rows": ["fail", "drop"], "distributed_type": ["auto", "ddp", "fsdp"],
     "bnb_4bit_compute_dtype": ["auto", "bfloat16", "float16", "float32"], "torch_dtype": ["auto", "bfloat16", "float16", "float32"],
     "bnb_4bit_quant_storage": ["uint8", "bfloat16", "float16", "float32"],
@@ -311,6 +314,12 @@ def _apply_set(d: dict, key: str, val, where: str):
     ds[i][rest[1]] = val
 
 # %% ../nbs/00_params.ipynb #37b72c6d
+def upgrade_run_params(d: dict) -> dict:
+    "A run folder's params written before `train_on`: `completion_only_loss` becomes what that run trained."
+    d = dict(d)
+    d["train_on"] = "last" if d.pop("completion_only_loss") else "all"  # the old completion was the last answer only
+    return d
+
 def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
                 sets: list[str] = (),  # `--set key=value` overrides, applied in order
                 overrides: dict | None = None,  # more overrides, e.g. a notebook's `overrides` parameter
@@ -318,6 +327,7 @@ def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
     "Build validated, resolved run parameters from a recipe plus overrides."
     path = recipe_path(recipe)
     d = read_recipe(path)
+    if path.name == "params.yaml" and "completion_only_loss" in d: d = upgrade_run_params(d)
     d.setdefault("recipe", path.stem if path.parent == RECIPES_DIR else d.get("recipe", path.stem))
     p = build(RunParams, d, str(path))
     for item in sets:

@@ -278,7 +278,7 @@ def measure_training(trainer,  # an `SFTTrainer` (or any `Trainer`) with `max_st
     return r | {"train_loss": round(out.training_loss, 4), "per_device_train_batch_size": trainer.args.per_device_train_batch_size,
                 "max_length": trainer.args.max_length, "packing": trainer.args.packing,
                 "attn_implementation": trainer.model.config._attn_implementation,
-                "padding_free": bool(getattr(trainer, "padding_free", False)), "completion_only_loss": trainer.args.completion_only_loss}
+                "padding_free": bool(getattr(trainer, "padding_free", False))}
 
 # %% ../nbs/05_profile.ipynb #dd65e716
 TRAIN_MODES = {"qlora": "4-bit base + LoRA (QLoRA)", "lora": "LoRA on the base in torch_dtype"}
@@ -628,7 +628,7 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/05_profile.ipynb #c7b7f563
 SEED_RECIPE = "llama-2-7b-guanaco"  # the seed's recipes all trained one sequence per device, two accumulation steps, whole-text loss
-SEED_TRAINING_KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "packing", "completion_only_loss",
+SEED_TRAINING_KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "packing", "train_on",
                       "max_length", "learning_rate", "lr_scheduler_type", "warmup_ratio", "optim",
                       "gradient_checkpointing", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
 
@@ -692,7 +692,7 @@ def quality_markdown(r: dict) -> str:
     goal = "met" if r["goal"]["met"] else "NOT met"
     return (f"One epoch each on the same data; the project's default took {1 / r['speedup']:.2f}x the seed recipe's wall "
             f"time ({r['speedup']:.2f}x faster). Goal (at most half the time, at least the seed's held-out exact match): {goal}. "
-            "Each side's eval loss is over the tokens it trains on (the whole text for the seed, completions for the "
+            "Each side's eval loss is over the tokens it trains on (the whole text for the seed, the assistant answers for the "
             "project): compare it along a side, not across. On a CPU the paged optimizer runs as `adamw_torch`.\n\n"
             + md_table(rows))
 
@@ -774,7 +774,7 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
         log(f"built and saved a random {size} in {time.time() - t:.0f}s")
         p = load_params("tiny-cpu", overrides=dict(
             model_name_or_path=str(d / "base"), max_length=seq_len, per_device_train_batch_size=batch_size, lora_r=8, lora_alpha=16,
-            lora_target_modules=["all-linear"], gradient_checkpointing=True, packing=False, completion_only_loss=False,
+            lora_target_modules=["all-linear"], gradient_checkpointing=True, packing=False, train_on="all",
             eval_steps=None, prompt_format="plain", profile_new_tokens=50, profile_repeats=repeats,
             example_prompts=[" ".join(f"w{i}" for i in range(100, 164))]))
         run = write_bench_data(d / "run", bench_rows("uniform", batch_size * (warmup + steps) * 2, seq_len * 2, cfg.vocab_size))

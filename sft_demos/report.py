@@ -11,7 +11,7 @@ import yaml
 from .params import RunParams, load_params, save_params
 
 # %% auto #0
-__all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'STAGE_FILES', 'SECTIONS', 'run_recipe', 'finished', 'git_tracked',
+__all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'STAGE_FILES', 'LOSS_ON', 'SECTIONS', 'run_recipe', 'finished', 'git_tracked',
            'committed_runs', 'example_run', 'read_log_json', 'read_tb', 'RunLog', 'history_frame', 'read_run',
            'plot_loss', 'save_loss_plot', 'plot_compare', 'compare_table', 'compare_main', 'md_table', 'md_records',
            'md_json', 'RunFiles', 'sec_header', 'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks',
@@ -382,7 +382,7 @@ def sec_header(r: RunFiles) -> str:
 # %% ../nbs/06_report.ipynb #f723c023
 def audit_md(rep: dict  # the data stage's `data_report.json`
             ) -> str:
-    "Summary of the data audit: top-level numbers, bad rows, tokens per source, failures and warnings."
+    "Summary of the data audit: top-level numbers, bad rows, tokens per source, assistant turns, failures and warnings."
     top = {k: v for k, v in rep.items() if not isinstance(v, (dict, list))}
     bad = rep.get("bad_rows")
     if isinstance(bad, dict): top["bad rows"] = f"{bad.get('count', 0)} ({bad.get('policy', '?')})" + (
@@ -393,6 +393,10 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
         rows = [{"source": s} | {k: v for k, v in _flatten(d).items() if k == "rows" or k.startswith(("tokens.", "over_"))}
                 for s, d in srcs.items() if isinstance(d, dict)]
         out.append("Tokens per row, by source:\n\n" + md_table(rows))
+    turns = rep.get("turns")
+    if isinstance(turns, dict) and turns:  # what the loss mask does per assistant turn
+        out.append(f"Assistant turns (`train_on: {rep.get('train_on', '?')}`):\n\n" +
+                   md_table([{"": k.replace("_", " "), "value": v} for k, v in turns.items()], ["", "value"]))
     for k in ("failures", "warnings"):
         if rep.get(k): out.append(f"**{k.capitalize()}**:\n\n" + "\n".join(f"- {w}" for w in rep[k]))
     return "\n\n".join(out)
@@ -421,6 +425,9 @@ def sec_model_data(r: RunFiles) -> str:
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #40b71043
+LOSS_ON = {"assistant": "every assistant turn (the rest masked)", "last": "the last assistant turn (the rest masked)",
+           "all": "whole sequence"}  # `train_on` -> what the report says
+
 def sec_training(r: RunFiles) -> str:
     "Training hyperparameters, and what the training stage measured (runtime, throughput, memory, hardware)."
     out = ["## Training setup and hardware"]
@@ -436,7 +443,7 @@ def sec_training(r: RunFiles) -> str:
             {"": "learning rate", "value": f"{p.learning_rate:g}, {p.lr_scheduler_type}, warmup ratio {p.warmup_ratio:g}"},
             {"": "optimizer", "value": f"{p.optim}, weight decay {p.weight_decay:g}, grad clip {p.max_grad_norm:g}"},
             {"": "sequence length", "value": f"{p.max_length} tokens" + (", packed" if p.packing else "")},
-            {"": "loss", "value": "completion only (prompts masked)" if p.completion_only_loss else "whole sequence"},
+            {"": "loss", "value": LOSS_ON.get(p.train_on, p.train_on)},
             {"": "gradient checkpointing", "value": p.gradient_checkpointing}, {"": "seed", "value": p.seed},
         ] + ([{"": "distributed", "value": f"{p.distributed_type}, {p.num_processes} processes"}] if p.num_processes > 1 else []),
             ["", "value"]))
@@ -445,14 +452,23 @@ def sec_training(r: RunFiles) -> str:
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #c9159ac8
+def _heldout_note(m) -> str:
+    "What the held-out turn rows of `metrics.json` count (empty for runs without follow-ups)."
+    h = next(iter(m.get("heldout", {}).values()), {}) if isinstance(m, dict) else {}
+    t = h.get("turns", {}) if isinstance(h, dict) else {}
+    if "2" not in t: return ""
+    return (f"*Held-out rows: {t.get('1', {}).get('n', 0)} first turns (one instruction about an argument SFT never showed) and "
+            f"{t['2']['n']} follow-ups (such an instruction asked after a training instruction and its answer).*")
+
 def sec_benchmarks(r: RunFiles) -> str:
-    "The eval stage's benchmark table: base, finetuned and delta."
+    "The eval stage's benchmark table: base, finetuned and delta, held-out exact match per family and per turn."
+    m = r.json("metrics.json") if r.has("metrics.json") else None
     if r.has("metrics.md"): body = _included(r.text("metrics.md"))
-    elif r.has("metrics.json"):
-        m = r.json("metrics.json")
+    elif m is not None:
         body = md_table(m["table"]) if isinstance(m, dict) and isinstance(m.get("table"), list) and m["table"] else md_json(m)
     else: body = r.missing("metrics.md", "metrics.json")
-    return "## Benchmark metrics\n\n" + body
+    note = _heldout_note(m)
+    return "## Benchmark metrics\n\n" + body + (f"\n\n{note}" if note else "")
 
 def sec_loss(r: RunFiles) -> str:
     "The loss curve and the last logged losses."
@@ -488,7 +504,10 @@ def sec_samples(r: RunFiles) -> str:
         if isinstance(data, list) and all(isinstance(s, dict) for s in data):
             out += [_sample_md(i, s) for i, s in enumerate(data, 1)]
         else: out.append(md_json(data))
-        if held: out.append("### Held-out examples\n\nInstructions of the held-out split, with the expected answer and each model's:\n\n" + md_table(held))
+        if held:
+            follow = any(isinstance(h, dict) and h.get("turn") == 2 for h in held)
+            out.append("### Held-out examples\n\nInstructions of the held-out split, with the expected answer and each model's"
+                       + (" (turn 2: a follow-up, asked after a training instruction and its answer)" if follow else "") + ":\n\n" + md_table(held))
     elif r.has("samples.md"): out.append(_included(r.text("samples.md")))
     else: out.append(r.missing("samples.json", "samples.md"))
     return "\n\n".join(out)

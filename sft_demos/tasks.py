@@ -7,8 +7,8 @@ from __future__ import annotations
 import random, re
 
 # %% auto #0
-__all__ = ['FAMILIES', 'CAPITALS', 'OPPOSITES', 'WORDS', 'TEMPLATES', 'N_HELDOUT', 'N_SORT_TRAIN', 'PROSE', 'task_rows',
-           'pretraining_text', 'exact_match']
+__all__ = ['FAMILIES', 'CAPITALS', 'OPPOSITES', 'WORDS', 'TEMPLATES', 'N_HELDOUT', 'N_SORT_TRAIN', 'N_TWO_TURN_TRAIN',
+           'N_TWO_TURN_HELDOUT', 'PROSE', 'task_rows', 'pretraining_text', 'exact_match']
 
 # %% ../nbs/01a_tasks.ipynb #bfcadbeb
 FAMILIES = ["repeat", "sort", "capital", "opposite"]
@@ -59,16 +59,18 @@ TEMPLATES = {
 }
 
 # %% ../nbs/01a_tasks.ipynb #05ba1ff5
-def _row(family, template, output, **args):
-    return {"instruction": template.format(**args), "input": "", "output": output, "family": family}
+def _row(family, template, output, **args) -> dict:
+    "A one-turn conversation: the instruction as the user turn, `output` as the assistant's."
+    return {"messages": [{"role": "user", "content": template.format(**args)}, {"role": "assistant", "content": output}],
+            "family": family, "families": [family], "turns": 1}
 
 # %% ../nbs/01a_tasks.ipynb #855f9ac8
 N_HELDOUT = {"repeat": 40, "sort": 40, "capital": 20, "opposite": 15}  # combinations (pairs for opposite) held out
 N_SORT_TRAIN = 400  # distinct digit sequences for training
 
-def _split_args(seed: int) -> dict:
-    "Arguments of each family, as (train, heldout) lists."
-    rng = random.Random(f"tasks-split-{seed}")
+def _split_args() -> dict:
+    "Arguments of each family, as (train, heldout) lists; fixed, independent of any run seed."
+    rng = random.Random("tasks-split")
     out = {}
     combos = [(w, n) for w in WORDS for n in range(2, 6)]
     rng.shuffle(combos); k = N_HELDOUT["repeat"]
@@ -98,18 +100,40 @@ def _rows(family: str, args: list, phrasings: list[int]) -> list[dict]:
             else: rows.append(_row(family, tpl[i], a[1], w=a[0]))
     return rows
 
-# %% ../nbs/01a_tasks.ipynb #5ccdd781
-def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen combinations, for eval)
-              seed: int = 0,  # picks the held-out combinations and the row order
+# %% ../nbs/01a_tasks.ipynb #e96b3823
+N_TWO_TURN_TRAIN = 300  # two-turn conversations among the training rows (75 per follow-up family)
+N_TWO_TURN_HELDOUT = 40  # two-turn held-out rows (10 per follow-up family)
+
+def _follow(first: dict, then: dict) -> dict:
+    "The conversation `first` continued by the exchange of `then`; it counts as a row of `then`'s family."
+    return {"messages": first["messages"] + then["messages"], "family": then["family"],
+            "families": first["families"] + then["families"], "turns": first["turns"] + then["turns"]}
+
+# %% ../nbs/01a_tasks.ipynb #8667f7b8
+def _two_turn(rng: random.Random,
+              firsts: dict[str, list[dict]],  # family -> one-turn rows that may open a conversation
+              follows: dict[str, list[dict]],  # family -> one-turn rows that may follow (each used at most once)
+              n: int,  # conversations to make, spread evenly over the follow-up families
              ) -> list[dict]:
-    "Instruction rows of the embedded task set, alpaca schema plus `family`."
+    "`n` two-turn rows: a row of `follows` after a row of `firsts` of another family."
+    out = []
+    for k, fam in enumerate(FAMILIES):
+        for then in rng.sample(follows[fam], n // len(FAMILIES) + (k < n % len(FAMILIES))):
+            out.append(_follow(rng.choice(firsts[rng.choice([f for f in FAMILIES if f != fam])]), then))
+    return out
+
+# %% ../nbs/01a_tasks.ipynb #5ccdd781
+def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen arguments, for eval)
+              seed: int = 0,  # shuffles the rows, picks phrasings and two-turn pairings; never changes the split
+             ) -> list[dict]:
+    "Conversations of the embedded task set: `messages`, the `family` of the last answer, `families`, `turns`."
     if split not in ("train", "heldout"): raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    rng, rows = random.Random(f"tasks-{split}-{seed}"), []
-    for fam, (train, held) in _split_args(seed).items():
-        args = train if split == "train" else held
-        n = len(TEMPLATES[fam])
-        phrasings = [range(n) if split == "train" else [rng.randrange(n)] for _ in args]
-        rows += _rows(fam, args, phrasings)
+    rng, args = random.Random(f"tasks-{split}-{seed}"), _split_args()
+    train = {f: _rows(f, a, [range(len(TEMPLATES[f]))] * len(a)) for f, (a, _) in args.items()}  # every phrasing
+    if split == "train": rows = sum(train.values(), []) + _two_turn(rng, train, train, N_TWO_TURN_TRAIN)
+    else:  # one phrasing per held-out argument, drawn anew for the follow-ups
+        held = lambda: {f: _rows(f, h, [[rng.randrange(len(TEMPLATES[f]))] for _ in h]) for f, (_, h) in args.items()}
+        rows = sum(held().values(), []) + _two_turn(rng, train, held(), N_TWO_TURN_HELDOUT)
     rng.shuffle(rows)
     return rows
 
@@ -123,14 +147,16 @@ PROSE = {
 }
 
 # %% ../nbs/01a_tasks.ipynb #e723728d
-def _sentence(family: str, rng: random.Random, template: str, arg=None) -> str:
-    "One prose sentence of `family` in `template`; skills draw fresh arguments from `rng`."
-    if family == "repeat":
-        w, n = rng.choice(WORDS), rng.randint(2, 6)
-        return template.format(w=w, n=n, r=" ".join([w] * n))
-    if family == "sort":
-        d = rng.sample(range(10), rng.randint(3, 5))
-        return template.format(d=" ".join(map(str, d)), s=" ".join(map(str, sorted(d))))
+def _draw(family: str, rng: random.Random, held: set) -> tuple:
+    "A fresh skill argument not in `held`: a (word, count) pair for repeat, a digit sequence for sort."
+    while True:
+        a = (rng.choice(WORDS), rng.randint(2, 6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
+        if a not in held: return a
+
+def _sentence(family: str, template: str, arg) -> str:
+    "One prose sentence of `family` in `template` about `arg`."
+    if family == "repeat": return template.format(w=arg[0], n=arg[1], r=" ".join([arg[0]] * arg[1]))
+    if family == "sort": return template.format(d=" ".join(map(str, arg)), s=" ".join(map(str, sorted(arg))))
     if family == "capital": return template.format(c=arg, k=CAPITALS[arg])
     return template.format(a=arg[0], b=arg[1])
 
@@ -141,12 +167,13 @@ def pretraining_text(seed: int = 0,  # shuffles sentences, wordings and skill ar
                      n_tokens: int = 2_100_000,  # about 500 steps of 16 x 256-token blocks
                      doc_sentences: int = 40,  # sentences per document
                     ) -> list[str]:
-    "Documents of declarative prose stating every fact of the task world."
+    "Documents of declarative prose stating every fact of the task world, and no held-out skill argument."
     rng, sents, total, first = random.Random(f"pretrain-{seed}"), [], 0, True
+    held = {f: set(h) for f, (_, h) in _split_args().items()}
     facts = [("capital", c) for c in CAPITALS] + [("opposite", p) for a, b in OPPOSITES for p in [(a, b), (b, a)]]
     while total < n_tokens:
-        rnd = [_sentence(f, rng, PROSE[f][0] if first else rng.choice(PROSE[f]), a) for f, a in facts]
-        rnd += [_sentence(f, rng, rng.choice(PROSE[f])) for f in ["repeat", "sort"] for _ in range(len(facts) // 2)]
+        rnd = [_sentence(f, PROSE[f][0] if first else rng.choice(PROSE[f]), a) for f, a in facts]
+        rnd += [_sentence(f, rng.choice(PROSE[f]), _draw(f, rng, held[f])) for f in ["repeat", "sort"] for _ in range(len(facts) // 2)]
         rng.shuffle(rnd); first = False
         sents += rnd; total += _ntok(" ".join(rnd))
     return [" ".join(sents[i:i + doc_sentences]) for i in range(0, len(sents), doc_sentences)]
