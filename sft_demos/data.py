@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from urllib.parse import urlparse
 from .params import DataSource, RunParams, SCHEMAS
+from .util import read_jsonl, sha256_file, write_jsonl
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca',
@@ -16,8 +17,7 @@ __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'fro
            'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt',
            'render_turns', 'format_example', 'toy_tokenizer', 'trained_spans', 'token_mask', 'token_audit',
            'formatted_row', 'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval',
-           'sha256_file', 'content_hash', 'Prepared', 'heldout_rows', 'prepare_data', 'write_jsonl', 'read_jsonl',
-           'write_outputs', 'run_data']
+           'content_hash', 'Prepared', 'heldout_rows', 'prepare_data', 'write_outputs', 'run_data']
 
 # %% ../nbs/01_data.ipynb #e5640ac5
 class DataError(ValueError):
@@ -510,13 +510,6 @@ def split_eval(rows: list, size: float) -> tuple[list, list]:
     return rows[n:], rows[:n]
 
 # %% ../nbs/01_data.ipynb #5e586b32
-def sha256_file(path: Path) -> str:
-    "Hex sha256 of a file's bytes."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()
-
 def content_hash(ds: DataSource, seed: int) -> dict:
     "What pins a source's content: sha256 of a file, a folder's files or the embedded rows; the Hub revision."
     kind = source_kind(ds.path)
@@ -620,18 +613,6 @@ def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
     return {"seed": p.seed, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "recipe": p.recipe,
             "prompt_format": p.prompt_format, "mix_by": p.mix_by, "mix_total": p.mix_total, "dedup": p.dedup, "bad_rows": p.bad_rows,
             "eval_split_size": p.eval_split_size, "model": model_provenance(p), "sources": srcs, "train_rows": n_train, "eval_rows": n_eval}
-
-# %% ../nbs/01_data.ipynb #7e2269c5
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    "Write `rows` as one JSON object per line, making the folder."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
-
-def read_jsonl(path: Path) -> list[dict]:
-    "Rows of a jsonl file, as written by the data stage."
-    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
 
 # %% ../nbs/01_data.ipynb #bab949a6
 def write_outputs(run_dir: Path, d: Prepared) -> None:

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 import yaml
 from .params import ParamsError, RunParams, load_params, save_params
+from .util import resolve_dtype
 
 # %% auto #0
-__all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'resolve_dtype', 'check_launch', 'accelerate_config', 'Launch',
-           'prepare_launch', 'LaunchFailed', 'run_launch', 'launch', 'is_main_process', 'local_rank', 'worker_params',
-           'in_launch', 'worker_main']
+__all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'check_launch', 'accelerate_config', 'Launch', 'prepare_launch',
+           'LaunchFailed', 'run_launch', 'launch', 'is_main_process', 'local_rank', 'worker_params', 'in_launch',
+           'worker_main']
 
 # %% ../nbs/03b_distributed.ipynb #2452e78a
 def nf4_weight_gb(n_params: float,  # parameters of the base model
@@ -32,13 +33,6 @@ def fsdp_layer_cls(p: RunParams) -> str | None:
     "Name of the decoder layer class FSDP wraps, or None to let accelerate use `_no_split_modules`."
     if p.model_family == "mpt" and p.trust_remote_code: return "MPTBlock"
     return FSDP_LAYER_CLS.get(p.model_family)
-
-# %% ../nbs/03b_distributed.ipynb #33e2bc19
-def resolve_dtype(value: str,  # a dtype field of RunParams
-                  on_gpu: bool,  # resolve "auto" for a GPU run (bfloat16) or a CPU run (float32)
-                 ) -> str:
-    "Concrete dtype name for a params dtype field."
-    return ("bfloat16" if on_gpu else "float32") if value == "auto" else value
 
 # %% ../nbs/03b_distributed.ipynb #286d9f02
 def check_launch(p: RunParams,  # the run's parameters

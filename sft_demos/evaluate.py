@@ -10,14 +10,14 @@ from pathlib import Path
 import yaml
 import sft_demos
 from .params import RunParams
+from .util import read_jsonl, write_atomic
 
 # %% auto #0
 __all__ = ['EMBEDDED_DATA', 'MINI_MMLU_SUBJECTS', 'LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'TURNS',
            'write_minisets', 'dataset_cache_dir', 'EvalError', 'task_manager', 'leaf_tasks', 'task_dataset',
            'local_configs', 'Suite', 'data_root', 'plan_suite', 'suite_config', 'lm_eval_run', 'suite_scores',
            'generate', 'heldout_scores', 'check_model', 'example_prompts', 'evaluate_model', 'metrics_rows',
-           'metrics_table', 'write_atomic', 'samples_markdown', 'heldout_examples', 'check_adapter_base', 'run_eval',
-           'write_results']
+           'metrics_table', 'samples_markdown', 'heldout_examples', 'check_adapter_base', 'run_eval', 'write_results']
 
 # %% ../nbs/04_eval.ipynb #d2bfc762
 EMBEDDED_DATA = Path(sft_demos.__file__).parent / "assets" / "eval"  # root of the bundled mini-sets
@@ -518,17 +518,6 @@ def metrics_table(rows: list[dict], models: list[str]) -> str:
         out.append(f"| {r['metric']} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
-# %% ../nbs/04_eval.ipynb #615946e3
-def write_atomic(path: str | Path, text: str) -> Path:
-    "Write `text` to `path` through a temporary file and a rename."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally: tmp.unlink(missing_ok=True)
-    return path
-
 # %% ../nbs/04_eval.ipynb #98f55b9f
 def _cell(s: str, n: int = 80) -> str:
     "Text fit for one markdown table cell."
@@ -578,7 +567,7 @@ def run_eval(p: RunParams,  # the run's parameters
              log=print,
             ) -> None:
     "The eval stage: write metrics.json, metrics.md, samples.json and samples.md into `run_dir`."
-    from sft_demos.data import read_jsonl
+    from sft_demos.util import read_jsonl
     from sft_demos.model import base_path, free_memory, load_base, load_finetuned, load_tokenizer
     run_dir = Path(run_dir)
     suite = plan_suite(p) if p.eval_tasks else None

@@ -8,6 +8,7 @@ import hashlib, json, math, os, shutil, string, time
 from functools import lru_cache
 from pathlib import Path
 from .params import LORA_TARGETS, ParamsError, RunParams, load_params
+from .util import sha256_file, torch_dtype
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'SPECIAL_TOKENS', 'ROLE_TOKENS', 'CHAT_TEMPLATE', 'EMBEDDED_VERSION', 'GGUF_PREFIX', 'GGUF_VERSION',
@@ -23,19 +24,13 @@ import logging
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 # %% ../nbs/02_model.ipynb #ea8d03f0
-def _dtype(name: str):
-    "torch dtype for a params dtype field; `auto` is bfloat16 with CUDA, else float32."
-    import torch
-    if name == "auto": return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return getattr(torch, name)
-
 def compute_dtype(p: RunParams):
     "The dtype 4-bit layers compute in (`bnb_4bit_compute_dtype`)."
-    return _dtype(p.bnb_4bit_compute_dtype)
+    return torch_dtype(p.bnb_4bit_compute_dtype)
 
 def model_dtype(p: RunParams):
     "The dtype of the weights that are not quantized (`torch_dtype`)."
-    return _dtype(p.torch_dtype)
+    return torch_dtype(p.torch_dtype)
 
 # %% ../nbs/02_model.ipynb #25cf1bba
 def device_map(p: RunParams):
@@ -275,11 +270,8 @@ def gguf_file(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf
 # %% ../nbs/02_model.ipynb #6987716e
 @lru_cache(maxsize=None)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    "Hex sha256 of a file's bytes; `size` and `mtime_ns` key the cache."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()
+    "`sha256_file`, once per file version: `size` and `mtime_ns` key the cache."
+    return sha256_file(Path(path))
 
 # %% ../nbs/02_model.ipynb #f660d84b
 def gguf_provenance(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf` file

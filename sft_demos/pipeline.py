@@ -8,6 +8,7 @@ import argparse, json, os, re, shutil, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 from .params import ParamsError, RunParams, load_params, save_params, list_recipes, STAGES
+from .util import write_atomic
 
 # %% auto #0
 __all__ = ['STAGE_NOTEBOOKS', 'STAGE_FUNCS', 'RUNNER_ENV', 'QUIET_WARNINGS', 'KERNEL_ARGS', 'SUBCOMMANDS', 'nbs_dir', 'code_key',
@@ -17,7 +18,7 @@ __all__ = ['STAGE_NOTEBOOKS', 'STAGE_FUNCS', 'RUNNER_ENV', 'QUIET_WARNINGS', 'KE
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
 STAGE_NOTEBOOKS = {"data": "01_data.ipynb", "train": "03_train.ipynb", "eval": "04_eval.ipynb",
-                   "profile": "05_profile.ipynb", "report": "06_report.ipynb"}
+                   "profile": "05_runtime.ipynb", "report": "06_report.ipynb"}
 
 def nbs_dir() -> Path:
     "Folder holding the stage notebooks: `$SFT_DEMOS_NBS`, else the checkout's `nbs/`."
@@ -29,7 +30,7 @@ def nbs_dir() -> Path:
 
 # %% ../nbs/07_pipeline.ipynb #dff7a82e
 STAGE_FUNCS = {"data": "sft_demos.data:run_data", "train": "sft_demos.train:run_train",
-               "eval": "sft_demos.evaluate:run_eval", "profile": "sft_demos.profile:run_profile"}
+               "eval": "sft_demos.evaluate:run_eval", "profile": "sft_demos.runtime:run_profile"}
 
 def code_key() -> str:
     "Hash of every file of the installed `sft_demos` package (except the generated module index)."
@@ -95,8 +96,7 @@ def read_status(run_dir: Path) -> dict:
 
 def write_status(run_dir: Path, status: dict):
     "Write the status record atomically."
-    tmp = Path(run_dir) / "status.json.tmp"
-    tmp.write_text(json.dumps(status, indent=2)); tmp.replace(Path(run_dir) / "status.json")
+    write_atomic(Path(run_dir) / "status.json", json.dumps(status, indent=2))
 
 # %% ../nbs/07_pipeline.ipynb #c15077ee
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY", re.I)
@@ -267,7 +267,7 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
 # %% ../nbs/07_pipeline.ipynb #2724cb45
 SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, imported only when used
     "compare": ("sft_demos.report:compare_main", "overlay the loss curves of several runs"),
-    "bench": ("sft_demos.profile:bench_main", "benchmark training throughput, serving variants, and time to quality against the seed's recipe"),
+    "bench": ("sft_demos.bench:bench_main", "benchmark training throughput, serving variants, and time to quality against the seed's recipe"),
 }
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90

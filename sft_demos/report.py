@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
 from .params import RunParams, load_params, save_params
+from .util import flatten_keys, fmt_value, md_cell, md_json, md_records, md_table
 
 # %% auto #0
 __all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'STAGE_FILES', 'LOSS_ON', 'SECTIONS', 'run_recipe', 'finished', 'git_tracked',
            'committed_runs', 'example_run', 'read_log_json', 'read_tb', 'RunLog', 'history_frame', 'read_run',
-           'plot_loss', 'save_loss_plot', 'plot_compare', 'compare_table', 'compare_main', 'md_table', 'md_records',
-           'md_json', 'RunFiles', 'sec_header', 'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks',
-           'sec_loss', 'sec_samples', 'sec_runtime', 'sec_reproduce', 'report_markdown', 'run_report']
+           'plot_loss', 'save_loss_plot', 'plot_compare', 'compare_table', 'compare_main', 'RunFiles', 'sec_header',
+           'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks', 'sec_loss', 'sec_samples', 'sec_runtime',
+           'sec_reproduce', 'report_markdown', 'run_report']
 
 # %% ../nbs/06_report.ipynb #99e0487f
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -226,27 +227,6 @@ def plot_compare(logs: list[RunLog],  # runs to overlay
     ax.legend(fontsize="small")
     return fig
 
-# %% ../nbs/06_report.ipynb #b0b5c0a7
-def _fmt(v) -> str:
-    "Short text for a value in a table."
-    if v is None: return "—"
-    if isinstance(v, bool): return str(v).lower()
-    if isinstance(v, float):
-        if v != v: return "nan"
-        if v.is_integer() and abs(v) < 1e15: return f"{int(v):,}" if abs(v) >= 1000 else str(int(v))
-        if abs(v) >= 1000: return f"{v:,.0f}"
-        return f"{v:.4g}"
-    if isinstance(v, int): return f"{v:,}" if abs(v) >= 1000 else str(v)
-    if isinstance(v, (list, tuple)): return ", ".join(_fmt(x) for x in v) if all(not isinstance(x, (dict, list)) for x in v) else _cell(json.dumps(v))
-    if isinstance(v, dict): return _cell(json.dumps(v))
-    return _cell(str(v))
-
-def _cell(s: str, limit: int = 200) -> str:
-    "Text for a table cell: one line, pipes escaped, and `<` escaped outside code (so `<s>` is not read as HTML)."
-    s = s.replace("|", "\\|").replace("\n", " ")
-    if not (s.startswith("`") and s.endswith("`")): s = s.replace("<", "&lt;")
-    return s if len(s) <= limit else s[:limit - 1] + "…"
-
 # %% ../nbs/06_report.ipynb #ada3f13e
 def compare_table(logs: list[RunLog]) -> str:
     "Markdown table of each run's logged steps, last train loss, best eval loss and runtime."
@@ -256,7 +236,7 @@ def compare_table(logs: list[RunLog]) -> str:
         last = h.loss.dropna().iloc[-1] if "loss" in h and h.loss.notna().any() else None
         best = h.eval_loss.min() if "eval_loss" in h and h.eval_loss.notna().any() else None
         steps = int(h.step.max()) if len(h) else None
-        rows.append(f"| {l.name} | {_fmt(steps)} | {_fmt(last)} | {_fmt(best)} | {_fmt(l.summary.get('train_runtime'))} |")
+        rows.append(f"| {l.name} | {fmt_value(steps)} | {fmt_value(last)} | {fmt_value(best)} | {fmt_value(l.summary.get('train_runtime'))} |")
     return "\n".join(rows)
 
 # %% ../nbs/06_report.ipynb #e429f985
@@ -280,42 +260,6 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
         print(f"sft-demos compare: error: {e}", file=sys.stderr); return 2
     print(compare_table(logs)); print(f"\nwrote {a.output}")
     return 0
-
-# %% ../nbs/06_report.ipynb #cedf7bfb
-def md_table(rows: list[dict],  # records; the columns are the union of their keys, in first-seen order
-             columns: list[str] | None = None,  # column order (default: all keys)
-            ) -> str:
-    "Markdown table of a list of records."
-    cols = columns or list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v: out.update(_flatten(v, f"{prefix}{k}."))
-        else: out[f"{prefix}{k}"] = v
-    return out
-
-def md_records(rows: list[dict]) -> str:
-    "A table of records; a few wide records (such as a run's data sources) are shown one per column."
-    rows = [_flatten(r) for r in rows]
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    if len(rows) > 3 or len(keys) <= 6: return md_table(rows, keys)
-    names = [str(r.get("label") or r.get("name") or r.get("path") or i) for i, r in enumerate(rows, 1)]
-    return md_table([{"": k} | {n: r.get(k) for n, r in zip(names, rows)} for k in keys], ["", *names])
-
-def md_json(obj,  # parsed JSON: a record, a list of records, or nested mappings of them
-           ) -> str:
-    "Markdown for a stage's JSON file: scalars as a two-column table, lists of records as tables."
-    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj): return md_records(obj)
-    if not isinstance(obj, dict): return f"`{_fmt(obj)}`"
-    flat = {k: v for k, v in _flatten(obj).items() if not (isinstance(v, list) and v and all(isinstance(r, dict) for r in v))}
-    parts = [md_table([{"": k, "value": v} for k, v in flat.items()], ["", "value"])] if flat else []
-    for k, v in _flatten(obj).items():
-        if k not in flat: parts.append(f"**{k}**\n\n" + md_records(v))
-    return "\n\n".join(parts)
 
 # %% ../nbs/06_report.ipynb #76eb2205
 STAGE_FILES = {"provenance.json": "the data stage", "data_report.json": "the data stage", "log.json": "the train stage",
@@ -390,7 +334,7 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
     out = [md_table([{"": k, "value": v} for k, v in top.items()], ["", "value"])] if top else []
     srcs = rep.get("sources")
     if isinstance(srcs, dict) and srcs:
-        rows = [{"source": s} | {k: v for k, v in _flatten(d).items() if k == "rows" or k.startswith(("tokens.", "over_"))}
+        rows = [{"source": s} | {k: v for k, v in flatten_keys(d).items() if k == "rows" or k.startswith(("tokens.", "over_"))}
                 for s, d in srcs.items() if isinstance(d, dict)]
         out.append("Tokens per row, by source:\n\n" + md_table(rows))
     turns = rep.get("turns")
@@ -490,7 +434,7 @@ def _sample_md(i: int, s: dict) -> str:
     for k, v in s.items():
         if k == prompt_key: continue
         if isinstance(v, str): out.append(f"**{k}**:\n\n" + _quote(v))
-        else: extras.append(f"{k} {_fmt(v)}")
+        else: extras.append(f"{k} {fmt_value(v)}")
     if extras: out.append("*" + ", ".join(extras) + "*")
     return "\n\n".join(o for o in out if o)
 

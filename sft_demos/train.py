@@ -8,11 +8,12 @@ import argparse, json, os, platform, resource, sys, time
 from pathlib import Path
 from .params import RunParams, load_params
 from .model import add_lora, compute_dtype, load_base, load_tokenizer, merge_adapter
+from .util import machine, peak_memory, read_jsonl, write_atomic
 
 # %% auto #0
 __all__ = ['VARLEN_SDPA', 'read_split', 'resolve_optim', 'under_runner', 'progress_line', 'progress_callback', 'sft_config',
-           'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'hardware', 'peak_memory_mb',
-           'summarize', 'train_worker', 'run_train', 'main']
+           'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'summarize', 'train_worker',
+           'run_train', 'main']
 
 # %% ../nbs/03_train.ipynb #b5c3a4c4
 def read_split(run_dir: str | Path,  # run folder written by the data stage
@@ -22,7 +23,7 @@ def read_split(run_dir: str | Path,  # run folder written by the data stage
               ):
     "A pre-tokenized `datasets.Dataset` of the split: `input_ids` and `assistant_masks` (1 = the token carries loss)."
     from datasets import Dataset
-    from sft_demos.data import read_jsonl, token_mask
+    from sft_demos.data import token_mask
     f = Path(run_dir) / "data" / f"{split}.jsonl"
     if not f.exists(): raise FileNotFoundError(f"{f} not found: run the data stage first")
     rows = read_jsonl(f)
@@ -158,25 +159,6 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
         if c.name.split("-")[-1].isdigit(): cks.append(c)
     return max(cks, key=lambda c: int(c.name.split("-")[-1]), default=None)
 
-# %% ../nbs/03_train.ipynb #1263f101
-def hardware() -> dict:
-    "What this process trains on."
-    import torch
-    try: cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration): cpu = platform.processor() or platform.machine()
-    hw = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-          "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        hw.update(gpu=torch.cuda.get_device_name(), gpu_count=torch.cuda.device_count())
-    return hw
-
-def peak_memory_mb() -> dict:
-    "Peak memory of this process: GPU memory allocated by torch, and resident CPU memory."
-    import torch
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if torch.cuda.is_available(): out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
-
 # %% ../nbs/03_train.ipynb #b9b36e35
 def summarize(trainer,  # a trainer after `train()`
               metrics: dict,  # what `train()` returned
@@ -195,7 +177,7 @@ def summarize(trainer,  # a trainer after `train()`
             "final_loss": losses[-1]["loss"] if losses else None, "final_loss_step": losses[-1]["step"] if losses else None,
             "first_loss": losses[0]["loss"] if losses else None, "eval_loss": evals[-1]["eval_loss"] if evals else None,
             "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad),
-            "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)), **peak_memory_mb(), "hardware": hardware()}
+            "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)), **peak_memory(), "hardware": machine()}
 
 # %% ../nbs/03_train.ipynb #ff33527c
 def _tokens_at(ckpt: Path | None) -> float:
@@ -203,8 +185,7 @@ def _tokens_at(ckpt: Path | None) -> float:
     hist = json.loads((ckpt / "trainer_state.json").read_text()).get("log_history", [])
     return max([h.get("num_tokens", 0) for h in hist] or [0])
 
-def _write_json(path: Path, obj):
-    tmp = path.with_suffix(".tmp"); tmp.write_text(json.dumps(obj, indent=2)); tmp.replace(path)
+def _write_json(path: Path, obj): write_atomic(path, json.dumps(obj, indent=2))
 
 # %% ../nbs/03_train.ipynb #24896edb
 def train_worker(p: RunParams,  # the run's parameters
