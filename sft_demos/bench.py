@@ -69,7 +69,7 @@ BENCH_MODELS = {
 def bench_model_config(size: str, tok):
     "`LlamaConfig` for a bench model, with the tokenizer's special ids."
     from transformers import LlamaConfig
-    from sft_demos.model import EMBEDDED
+    from sft_demos.embedded import EMBEDDED
     keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]
     sizes = BENCH_MODELS[size] or {k: EMBEDDED["tiny-llama"][k] for k in keys}
     return LlamaConfig(**{"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024, **sizes},

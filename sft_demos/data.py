@@ -178,7 +178,7 @@ def source_rows(ds: DataSource, seed: int = 0):
     kind = source_kind(ds.path)
     if kind == "embedded":
         if ds.path != "embedded:tasks": raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is 'embedded:tasks'")
-        from sft_demos.tasks import task_rows
+        from sft_demos.taskworld import task_rows
         rows = iter(task_rows("train", seed))
     elif kind == "file": rows = _local_rows(Path(ds.path))
     else: rows = _hub_rows(ds)
@@ -520,9 +520,9 @@ def content_hash(ds: DataSource, seed: int) -> dict:
             h.update(f"{f.relative_to(ds.path)}\0{sha256_file(f)}\n".encode())
         return {"sha256": h.hexdigest()}
     if kind == "embedded":
-        from sft_demos.tasks import task_rows
+        from sft_demos.taskworld import task_rows
         return {"sha256": hashlib.sha256(json.dumps(task_rows("train", seed)).encode()).hexdigest(),
-                "generator": f"sft_demos.tasks.task_rows('train', seed={seed})"}
+                "generator": f"sft_demos.taskworld.task_rows('train', seed={seed})"}
     return {"revision": ds.revision, "resolved_revision": _hub_sha(ds)}
 
 # %% ../nbs/01_data.ipynb #ccb64263
@@ -555,7 +555,7 @@ def _formatted(res: SourceResult, tok, p: RunParams) -> list[dict]:
 def heldout_rows(p: RunParams, tok) -> list[dict]:
     "The held-out task rows (first turns and follow-ups), formatted as inference will prompt them (embedded sources only)."
     if not any(d.path == "embedded:tasks" for d in p.datasets): return []
-    from sft_demos.tasks import task_rows
+    from sft_demos.taskworld import task_rows
     out = []
     for r in task_rows("heldout", p.seed):
         msgs = from_messages(r)[:-1]

@@ -294,7 +294,7 @@ def build_readme(root: Path | None = None,  # the checkout (default: the one thi
     return out
 
 # %% ../nbs/08_docs.ipynb #2b4574fd
-SITE_EXECUTE = ("index.ipynb", "00_params.ipynb", "01a_tasks.ipynb", "07_pipeline.ipynb")
+SITE_EXECUTE = ("index.ipynb", "00_params.ipynb", "01a_taskworld.ipynb", "07_pipeline.ipynb")
 RUN_FILES = (".png", ".jpg", ".jpeg", ".svg")  # files of a run copied next to its report
 
 def _stage_notebooks() -> set[str]:

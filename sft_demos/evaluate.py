@@ -410,7 +410,7 @@ def heldout_scores(model, tok,  # the model to score and its tokenizer
                    batch_size: int = 256,  # prompts per generation batch
                   ) -> tuple[dict, list[str]]:
     "Exact match overall, per family and per turn (\"1\" first turns, \"2\" follow-ups), and the predictions in row order."
-    from sft_demos.tasks import exact_match
+    from sft_demos.taskworld import exact_match
     longest = max(len(tok(r["answer"], add_special_tokens=False)["input_ids"]) for r in rows)
     preds = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=longest + 8, batch_size=batch_size)
     hits = [exact_match(pr, r["answer"]) for pr, r in zip(preds, rows)]

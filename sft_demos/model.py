@@ -9,15 +9,13 @@ from functools import lru_cache
 from pathlib import Path
 from .params import LORA_TARGETS, ParamsError, RunParams, load_params
 from .util import sha256_file, torch_dtype
+from .embedded import cache_key, cache_root, cached_build, embedded_path, embedded_tokenizer_path
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'SPECIAL_TOKENS', 'ROLE_TOKENS', 'CHAT_TEMPLATE', 'EMBEDDED_VERSION', 'GGUF_PREFIX', 'GGUF_VERSION',
-           'SMOLLM2', 'compute_dtype', 'model_dtype', 'device_map', 'bnb_config', 'train_tokenizer', 'embedded_corpus',
-           'pack_blocks', 'fast_bf16', 'pretrain', 'build_embedded', 'cache_root', 'embedded_tokenizer_path',
-           'embedded_path', 'base_path', 'is_gguf', 'gguf_file', 'gguf_provenance', 'model_provenance', 'convert_gguf',
-           'gguf_path', 'load_tokenizer', 'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config',
-           'keep_trainable_4bit', 'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned',
-           'free_memory']
+__all__ = ['GGUF_PREFIX', 'GGUF_VERSION', 'SMOLLM2', 'compute_dtype', 'model_dtype', 'device_map', 'bnb_config', 'base_path',
+           'is_gguf', 'gguf_file', 'gguf_provenance', 'model_provenance', 'convert_gguf', 'gguf_path', 'load_tokenizer',
+           'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config', 'keep_trainable_4bit',
+           'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned', 'free_memory']
 
 # %% ../nbs/02_model.ipynb #920bf8ec
 import logging
@@ -50,186 +48,6 @@ def bnb_config(p: RunParams):
                               bnb_4bit_use_double_quant=p.bnb_4bit_use_double_quant,
                               bnb_4bit_compute_dtype=compute_dtype(p),
                               bnb_4bit_quant_storage=getattr(torch, p.bnb_4bit_quant_storage))
-
-# %% ../nbs/02_model.ipynb #37228560
-EMBEDDED = {
-    "tiny-llama": dict(vocab_size=2000, hidden_size=192, num_hidden_layers=4, num_attention_heads=4,
-                       intermediate_size=512, max_position_embeddings=512,  # the model
-                       block_size=256, batch_size=8, steps=800, learning_rate=3e-3, warmup_steps=20,
-                       weight_decay=0.01, seed=0),  # its pretraining: 1.6M tokens, about 400 statements of each fact
-}
-SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
-ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
-                 "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-EMBEDDED_VERSION = 1  # bump when the build below changes, so caches rebuild
-
-# %% ../nbs/02_model.ipynb #dd5eaf4a
-def train_tokenizer(texts: list[str],  # text the vocabulary is learned from
-                    vocab_size: int = 2000,  # cap on the vocabulary
-                   ):
-    "A word-level BPE tokenizer with distinct special and role tokens and a chat template."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
-    from transformers import PreTrainedTokenizerFast
-    tk = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
-    tk.decoder = decoders.Metaspace()
-    specials = list(SPECIAL_TOKENS.values()) + ROLE_TOKENS
-    tk.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                                      initial_alphabet=list(string.printable)))
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=ROLE_TOKENS, **SPECIAL_TOKENS)
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
-
-# %% ../nbs/02_model.ipynb #68439f77
-def embedded_corpus(n_tokens: int = 200_000,  # tokens of prose (about)
-                    seed: int = 0,  # passed to `sft_demos.tasks`
-                   ) -> tuple[list[str], list[str]]:
-    "Pretraining documents and the text of the SFT rows (tokenizer vocabulary only)."
-    from sft_demos.tasks import pretraining_text, task_rows
-    rows = [r for split in ("train", "heldout") for r in task_rows(split, seed)]
-    return pretraining_text(seed, n_tokens=n_tokens), [" ".join(m["content"] for m in r["messages"]) for r in rows]
-
-# %% ../nbs/02_model.ipynb #66d892aa
-def pack_blocks(tok,  # tokenizer
-                docs: list[str],  # documents
-                block_size: int,  # tokens per block
-               ):
-    "Tensor (n_blocks, block_size) of the documents' tokens, each document wrapped in BOS/EOS."
-    import torch
-    ids = []
-    for enc in tok(docs, add_special_tokens=False)["input_ids"]: ids += [tok.bos_token_id, *enc, tok.eos_token_id]
-    n = len(ids) // block_size
-    return torch.tensor(ids[:n * block_size]).view(n, block_size)
-
-# %% ../nbs/02_model.ipynb #51dd085b
-def fast_bf16() -> bool:
-    "Whether bfloat16 autocast speeds up training here (CUDA, or a CPU with AVX512-BF16 / AMX)."
-    import torch
-    if torch.cuda.is_available(): return True
-    try: flags = Path("/proc/cpuinfo").read_text()
-    except OSError: return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-# %% ../nbs/02_model.ipynb #e5ffab31
-def pretrain(model,  # a causal LM, trained in place
-             blocks,  # (n, block_size) token ids
-             steps: int,  # optimizer steps
-             batch_size: int,  # blocks per step
-             learning_rate: float,  # peak learning rate
-             warmup_steps: int = 20,  # linear warm-up
-             weight_decay: float = 0.01,  # AdamW weight decay
-             seed: int = 0,  # order of the blocks
-             log_every: int = 25,  # print the loss every N steps
-             log=print,  # where progress lines go
-            ) -> list[float]:
-    "Next-token pretraining on packed blocks; returns the loss of every step."
-    import torch
-    device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed))
-    losses, t0, bf16 = [], time.time(), fast_bf16()
-    model.train()
-    for step in range(steps):
-        x = blocks[order[(torch.arange(batch_size) + step * batch_size) % len(blocks)]].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if step % log_every == 0 or step == steps - 1:
-            log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  lr {sched.get_last_lr()[0]:.2e}  {time.time() - t0:5.0f}s")
-    model.eval()
-    return losses
-
-# %% ../nbs/02_model.ipynb #0b0acab4
-def build_embedded(name: str,  # a key of `EMBEDDED`
-                   out: Path,  # folder to write (created)
-                   tok_dir: Path | None = None,  # a trained tokenizer; None trains one
-                   log=print,  # where progress lines go
-                  ) -> Path:
-    "Pretrain the embedded base and save it with its tokenizer (plus `pretrain_log.json`) to `out`."
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
-    cfg = EMBEDDED[name]
-    tok = AutoTokenizer.from_pretrained(str(tok_dir)) if tok_dir else train_tokenizer(sum(embedded_corpus(), []), cfg["vocab_size"])
-    docs, _ = embedded_corpus(int(1.02 * cfg["steps"] * cfg["batch_size"] * cfg["block_size"]), cfg["seed"])  # one pass
-    blocks = pack_blocks(tok, docs, cfg["block_size"])
-    log(f"{name}: vocabulary {len(tok)}, {len(docs)} documents, {blocks.numel():,} tokens in {len(blocks)} blocks")
-    torch.manual_seed(cfg["seed"])
-    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=cfg["hidden_size"], num_hidden_layers=cfg["num_hidden_layers"],
-        num_attention_heads=cfg["num_attention_heads"], num_key_value_heads=cfg["num_attention_heads"],
-        intermediate_size=cfg["intermediate_size"], max_position_embeddings=cfg["max_position_embeddings"], **ids))
-    log(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; pretraining "
-        f"{cfg['steps']} steps of {cfg['batch_size']} x {cfg['block_size']} tokens (bf16 autocast: {fast_bf16()})")
-    if torch.cuda.is_available(): model.cuda()
-    t0 = time.time()
-    losses = pretrain(model, blocks, cfg["steps"], cfg["batch_size"], cfg["learning_rate"], cfg["warmup_steps"],
-                      cfg["weight_decay"], cfg["seed"], log=log)
-    model.generation_config = GenerationConfig(**ids)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    model.cpu().save_pretrained(out); tok.save_pretrained(out)
-    (out / "pretrain_log.json").write_text(json.dumps({"name": name, "config": cfg, "losses": losses,
-                                                       "seconds": round(time.time() - t0, 1), "bf16_autocast": fast_bf16()}))
-    return out
-
-# %% ../nbs/02_model.ipynb #81f8d3b8
-def cache_root() -> Path:
-    "Folder of cached artifacts: `$SFT_DEMOS_CACHE`, else `~/.cache/sft_demos`."
-    return Path(os.environ.get("SFT_DEMOS_CACHE") or Path.home() / ".cache" / "sft_demos")
-
-def _hash(*parts) -> str:
-    h = hashlib.sha256()
-    for x in parts: h.update((x if isinstance(x, str) else json.dumps(x, sort_keys=True)).encode()); h.update(b"\0")
-    return h.hexdigest()[:12]
-
-# %% ../nbs/02_model.ipynb #2da97a2d
-def _cached(d: Path,  # final folder; complete when `marker` exists in it
-            marker: str,  # file written last by `build`
-            build,  # build(tmp_folder) writes the folder
-            log=print):
-    "Build `d` once, under a file lock, atomically (temporary folder, then rename)."
-    from filelock import FileLock
-    d.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(d) + ".lock"):
-        if not (d / marker).exists():
-            for old in d.parent.glob(f".{d.name}.tmp-*"): shutil.rmtree(old, ignore_errors=True)  # left by a killed build
-            tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"; tmp.mkdir()
-            build(tmp)
-            shutil.rmtree(d, ignore_errors=True); tmp.rename(d)
-    return d
-
-# %% ../nbs/02_model.ipynb #65d56203
-def _check_embedded(name: str):
-    if name not in EMBEDDED: raise ParamsError(f"model_name_or_path=embedded:{name}: unknown; embedded bases: {', '.join(EMBEDDED)}")
-
-def embedded_tokenizer_path(name: str, log=print) -> Path:
-    "Folder of the cached tokenizer of an embedded base, trained if missing."
-    _check_embedded(name)
-    docs, sft_text = embedded_corpus()
-    key = _hash(EMBEDDED_VERSION, EMBEDDED[name]["vocab_size"], SPECIAL_TOKENS, ROLE_TOKENS, CHAT_TEMPLATE, *docs, *sft_text)
-    def build(tmp):
-        log(f"training the tokenizer of embedded:{name}")
-        train_tokenizer(docs + sft_text, EMBEDDED[name]["vocab_size"]).save_pretrained(tmp)
-    return _cached(cache_root() / "embedded" / f"{name}-tokenizer-{key}", "tokenizer.json", build, log)
-
-# %% ../nbs/02_model.ipynb #5699b6e0
-def embedded_path(name: str,  # a key of `EMBEDDED` (the part after `embedded:`)
-                  log=print,  # where build progress goes
-                 ) -> Path:
-    "Folder of the cached embedded base (model + tokenizer), pretrained if missing."
-    tok_dir = embedded_tokenizer_path(name, log)
-    key = _hash(EMBEDDED_VERSION, EMBEDDED[name], tok_dir.name)
-    def build(tmp):
-        log(f"building embedded:{name} into the cache (once; later runs reuse it)")
-        build_embedded(name, tmp, tok_dir, log=log)
-    return _cached(cache_root() / "embedded" / f"{name}-{key}", "pretrain_log.json", build, log)
 
 # %% ../nbs/02_model.ipynb #ebe7650f
 def base_path(p: RunParams) -> str:
@@ -337,7 +155,7 @@ def gguf_path(name: str,  # `gguf:<package>/<file>.gguf`, or the path of a `.ggu
         log(f"converting {f} into the cache (once; later runs reuse it)")
         convert_gguf(f, tmp, log)
         (tmp / "gguf_source.json").write_text(json.dumps({"model_name_or_path": name, **prov}, indent=2))
-    return _cached(cache_root() / "gguf" / f"{f.stem}-{_hash(GGUF_VERSION, prov['sha256'])}", "gguf_source.json", build, log)
+    return cached_build(cache_root() / "gguf" / f"{f.stem}-{cache_key(GGUF_VERSION, prov['sha256'])}", "gguf_source.json", build, log)
 
 # %% ../nbs/02_model.ipynb #c5a62b04
 def _hub_kwargs(p: RunParams) -> dict:

@@ -47,7 +47,7 @@ def upstream_cache(p: RunParams,  # the run's parameters
                   ) -> Path:
     "Cached folder holding the outputs of `needs` for `p`, built (once, under a lock) when missing."
     import hashlib, importlib, tempfile
-    from sft_demos.model import cache_root, _cached
+    from sft_demos.embedded import cache_root, cached_build
     with tempfile.TemporaryDirectory() as t:
         save_params(p, Path(t) / "params.yaml"); text = (Path(t) / "params.yaml").read_text()
     key = hashlib.sha256(f"{text}\0{code_key()}".encode()).hexdigest()[:12]
@@ -58,7 +58,7 @@ def upstream_cache(p: RunParams,  # the run's parameters
             mod, fn = STAGE_FUNCS[s].split(":")
             getattr(importlib.import_module(mod), fn)(p, d)
         (d / ".complete").write_text(json.dumps({"needs": list(needs), "code": code_key()}))
-    return _cached(cache_root() / "scratch" / f"{'+'.join(needs)}-{key}", ".complete", build, log)
+    return cached_build(cache_root() / "scratch" / f"{'+'.join(needs)}-{key}", ".complete", build, log)
 
 def stage_dir(run_dir: str,  # the notebook's `run_dir` parameter; empty when run as-is
               p: RunParams,  # the run's parameters
