@@ -83,8 +83,10 @@ def save_random_model(cfg, tok, folder: Path, seed: int = 0, dtype: str = "float
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype))
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model.save_pretrained(str(folder)); tok.save_pretrained(str(folder))
-    del model; free_memory()
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    del model
+    free_memory()
     return Path(folder)
 
 # %% ../nbs/09_bench.ipynb #c4fd0337
@@ -97,8 +99,10 @@ def random_adapter(p: RunParams, run: Path, seed: int = 0) -> Path:
     with torch.no_grad():
         for n, q in model.named_parameters():
             if "lora_B" in n: q.normal_(std=0.02)
-    model.save_pretrained(str(Path(run) / "adapter")); load_tokenizer(p).save_pretrained(str(Path(run) / "adapter"))
-    del model; free_memory()
+    model.save_pretrained(str(Path(run) / "adapter"))
+    load_tokenizer(p).save_pretrained(str(Path(run) / "adapter"))
+    del model
+    free_memory()
     return Path(run) / "adapter"
 
 # %% ../nbs/09_bench.ipynb #9ffb8d03
@@ -142,11 +146,13 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
         res = {s: [] for s in setups}
         for r in range(rounds):
             for s in setups:
-                setting = dict(BENCH_SETUPS[s]); attn, sft = setting.pop("attn", None), setting.pop("sft", {})
+                setting = dict(BENCH_SETUPS[s])
+                attn, sft = setting.pop("attn", None), setting.pop("sft", {})
                 trainer = build_trainer(dataclasses.replace(p, **setting), run, **measure_args(run / f"out-{s}", warmup + steps), **sft)
                 if attn: trainer.model.get_base_model().set_attn_implementation(register_varlen_sdpa() if attn == "varlen" else attn)
                 res[s].append(measure_training(trainer, warmup_steps=warmup))
-                del trainer; free_memory()
+                del trainer
+                free_memory()
                 m = res[s][-1]
                 log(f"train {kind:7s} round {r + 1} {s:14s} {m['tokens_per_s']:9.1f} tokens/s  {m['tokens_per_step']:7.0f} tokens/step  padding {m['padding_fraction']:.0%}")
         ref = setups[0]
@@ -269,19 +275,24 @@ def bench_main(argv: list[str] | None = None) -> int:
         cfg["variants"] = a.variants.split(",")
         if bad := [v for v in cfg["variants"] if v not in VARIANTS]: ap.error(f"unknown variants {bad}; variants are {', '.join(VARIANTS)}")
     if a.threads:
-        import torch; torch.set_num_threads(a.threads)
+        import torch
+        torch.set_num_threads(a.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(a.out) if a.out else Path("runs") / f"bench-{datetime.now(timezone.utc):%Y-%m-%dT%H%M%SZ}" / "bench.json"
     if a.quality:
         q = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]), **time_to_quality()}
-        out = out.with_name("time_to_quality.json"); out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, json.dumps(q, indent=2)); write_atomic(out.with_suffix(".md"), quality_markdown(q) + "\n")
-        print(quality_markdown(q)); print(f"wrote {out}")
+        out = out.with_name("time_to_quality.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, json.dumps(q, indent=2))
+        write_atomic(out.with_suffix(".md"), quality_markdown(q) + "\n")
+        print(quality_markdown(q))
+        print(f"wrote {out}")
         return 0
     b = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]), **bench(cfg)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(b, indent=2))
-    print(bench_summary(b)); print(f"wrote {out}")
+    print(bench_summary(b))
+    print(f"wrote {out}")
     return 0
 
 # %% ../nbs/09_bench.ipynb #c7b7f563
@@ -323,7 +334,9 @@ def time_to_quality(project: str = "tiny-cpu",  # the project's default recipe
             q, run = _one_epoch(project, {**sets, **over}, n_train), Path(work) / name
             shutil.copytree(Path(work) / "data", run / "data")
             log(f"{name}: one epoch of {n_train} rows, batch {q.per_device_train_batch_size} x {q.gradient_accumulation_steps} accumulation")
-            t0 = time.time(); s = run_train(q, run); wall = time.time() - t0
+            t0 = time.time()
+            s = run_train(q, run)
+            wall = time.time() - t0
             run_eval(q, run, log=lambda *a: None)
             held = json.loads((run / "metrics.json").read_text())["heldout"]["finetuned"]
             rec["sides"][name] = {"settings": {k: getattr(q, k) for k in SEED_TRAINING_KEYS}, "wall_s": round(wall, 1),
@@ -387,7 +400,8 @@ def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
         if "4bit_adapter" in variants: rows.append(_gen_row("4bit_adapter", "4-bit base + unmerged LoRA", m, tok, prompt, p, log))
         m = m.unload()
         if "merged_4bit" in variants: rows.append(_gen_row("merged_4bit", "the 4-bit base without adapter layers (what a merged, re-quantized model computes)", m, tok, prompt, p, log))
-        del m, base4; free_memory()
+        del m, base4
+        free_memory()
     if {"adapter", "merged", "static_compile"} & set(variants):
         m = load_base(p, quantized=False)
         if "adapter" in variants:
@@ -401,7 +415,8 @@ def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
                 try: rows.append(_gen_row("static_compile", "the merged-equivalent base + static KV cache + torch.compile", m, tok, prompt, p, log,
                                           cache_implementation="static", compile_config=compile_config(device)))
                 except Exception as e: rows.append({"variant": "static_compile", "status": "skipped", "reason": f"{type(e).__name__}: {str(e)[:300]}"})
-        del m; free_memory()
+        del m
+        free_memory()
     order = {v: i for i, v in enumerate(variants)}
     return sorted(rows, key=lambda r: order[r["variant"]])
 
@@ -440,7 +455,8 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
             q = dataclasses.replace(p, load_in_4bit=mode == "qlora")
             trainer = build_trainer(q, run, **measure_args(run / f"out-{mode}", warmup + steps))
             row = {"mode": mode, "description": TRAIN_MODES[mode], **model_facts(trainer.model), **measure_training(trainer, warmup)}
-            del trainer; free_memory()
+            del trainer
+            free_memory()
             training.append(row)
             log(f"train {mode:6s} {row['tokens_per_s']:.0f} tokens/s  {row['steps_per_s']:.3f} steps/s  {memory_label(row)}")
         generation = gpu_generation(p, list(variants), log=log)
@@ -458,9 +474,12 @@ def gpu_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sft_demos.bench gpu", description="Llama-2-7B-size QLoRA training and generation runtime on this GPU.")
     ap.add_argument("--size", default="llama-2-7b", choices=list(GPU_MODELS))
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for gpu_bench_<size>.json (default: $OUT)")
-    ap.add_argument("--seq-len", type=int, default=1024); ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=5); ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--train-modes", default="qlora,lora"); ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--seq-len", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--train-modes", default="qlora,lora")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--repeats", type=int, default=3, help="timed generations per variant, after one warm-up")
     ap.add_argument("--work", help="folder for the saved random model (needs ~14 GB for 7B)")
     a = ap.parse_args(argv)
@@ -469,7 +488,8 @@ def gpu_main(argv: list[str] | None = None) -> int:
     r = gpu_bench(a.size, a.seq_len, a.batch_size, a.steps, a.warmup, modes, a.variants.split(","), a.repeats, a.work)
     r = {"command": shlex.join(["python", "-m", "sft_demos.bench", "gpu", *(argv if argv is not None else sys.argv[2:])]), **r}
     out = Path(a.out) / f"gpu_bench_{a.size}.json"
-    out.parent.mkdir(parents=True, exist_ok=True); write_atomic(out, json.dumps(r, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, json.dumps(r, indent=2))
     print(f"wrote {out}")
     return 0
 
@@ -485,7 +505,9 @@ def gpu_markdown(g: dict) -> str:
     seed = next((r["median_s"] for r in g["generation"] if r["variant"] == "4bit_adapter" and r["status"] == "ok"), None)
     out += ["", "| generation variant | s / 50 tokens | vs 4bit_adapter | peak memory |", "|:--|--:|--:|--:|"]
     for r in g["generation"]:
-        if r["status"] != "ok": out.append(f"| {r['variant']} | skipped: {r['reason']} | | |"); continue
+        if r["status"] != "ok":
+            out.append(f"| {r['variant']} | skipped: {r['reason']} | | |")
+            continue
         out.append(f"| {r['variant']} | {r['median_s']:.3f} | {seed / r['median_s']:.1f}x | {memory_label(r)} |" if seed else f"| {r['variant']} | {r['median_s']:.3f} | | {memory_label(r)} |")
     return "\n".join(out) + "\n"
 
@@ -495,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cmds = {"bench": bench_main, "gpu": gpu_main}
     if not argv or argv[0] not in cmds:
-        print(f"usage: python -m sft_demos.bench {{{','.join(cmds)}}} [options]", file=sys.stderr); return 2
+        print(f"usage: python -m sft_demos.bench {{{','.join(cmds)}}} [options]", file=sys.stderr)
+        return 2
     return cmds[argv[0]](argv[1:])
 
 # %% ../nbs/09_bench.ipynb #edcc2083

@@ -140,7 +140,9 @@ def _offline() -> bool: return os.environ.get("HF_HUB_OFFLINE", "0").strip().low
 def hub_reachable(timeout: float = 3.0) -> bool:
     "Whether the Hub endpoint accepts a TCP connection within `timeout` seconds."
     u = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try: socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)), timeout=timeout).close(); return True
+    try:
+        socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)), timeout=timeout).close()
+        return True
     except OSError: return False
 
 # %% ../nbs/01_data.ipynb #9bd67b92
@@ -209,7 +211,9 @@ def adapt_source(ds: DataSource, rows, system_prompt: str | None = None) -> Sour
             if not isinstance(row, dict): raise BadRow(f"row is {type(row).__name__}, not a record")
             if res.schema == "auto": res.schema = detect_schema(row.keys(), res.label)
             msgs = ADAPTERS[res.schema](row)
-        except BadRow as e: res.bad.append((i, str(e))); continue
+        except BadRow as e:
+            res.bad.append((i, str(e)))
+            continue
         if system_prompt and msgs[0]["role"] != "system": msgs = [{"role": "system", "content": system_prompt}] + msgs
         res.convs.append(msgs)
     return res
@@ -394,7 +398,8 @@ def _stats(xs: list[int]) -> dict:
 def _histogram(per_source: dict, bins: int = 20) -> dict:
     "Row counts per token-length bin, per source; bins of equal width from 0 past the longest row."
     hi = max((x for xs in per_source.values() for x in xs), default=0) + 1
-    w = max(1, -(-hi // bins)); n = -(-hi // w)
+    w = max(1, -(-hi // bins))
+    n = -(-hi // w)
     edges = [i * w for i in range(n + 1)]
     return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs) for i in range(n)] for s, xs in per_source.items()}}
 
@@ -488,7 +493,8 @@ def dedup(results: list[SourceResult]) -> dict[str, int]:
         for c in r.convs:
             k = _conv_key(c)
             if k in seen: continue
-            seen.add(k); keep.append(c)
+            seen.add(k)
+            keep.append(c)
         dropped[r.label], r.convs = len(r.convs) - len(keep), keep
     return dropped
 
@@ -499,7 +505,8 @@ def take_share(rows: list[dict], share: int, by: str) -> list[dict]:
     out, n = [], 0
     for r in rows:
         if n + r["tokens"] > share: break
-        out.append(r); n += r["tokens"]
+        out.append(r)
+        n += r["tokens"]
     return out
 
 # %% ../nbs/01_data.ipynb #d40fa8f5
@@ -596,7 +603,8 @@ def _bad_summary(results: list[SourceResult], policy: str) -> dict:
     reasons = {}
     for r in results:
         for _, why in r.bad:
-            k = re.sub(r"turn \d+", "turn N", why); reasons[k] = reasons.get(k, 0) + 1
+            k = re.sub(r"turn \d+", "turn N", why)
+            reasons[k] = reasons.get(k, 0) + 1
     return {"policy": policy, "count": sum(len(r.bad) for r in results), "by_reason": reasons,
             "examples": [{"source": r.label, "row": i, "reason": why} for r in results for i, why in r.bad][:50]}
 

@@ -100,7 +100,9 @@ def prepare_launch(p: RunParams,  # the run's parameters (num_processes > 1)
         on_gpu, n_gpus = torch.cuda.is_available(), torch.cuda.device_count()
     else: n_gpus = None
     check_launch(p, on_gpu, n_gpus)
-    run_dir = Path(run_dir).resolve(); d = run_dir / "distributed"; d.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir).resolve()
+    d = run_dir / "distributed"
+    d.mkdir(parents=True, exist_ok=True)
     config, params, log = d / "accelerate.yaml", d / "params.yaml", d / "launch.log"
     config.write_text(f"# accelerate config for {p.recipe}: {p.num_processes} processes, {p.distributed_type}\n"
                       + yaml.safe_dump(accelerate_config(p, on_gpu), sort_keys=False))

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path(
 def settings(root: Path | None = None  # the checkout (default: the one this package is in)
             ) -> dict:
     "The `[DEFAULT]` section of the checkout's settings.ini."
-    cp = ConfigParser(interpolation=None); cp.read(Path(root or ROOT) / "settings.ini")
+    cp = ConfigParser(interpolation=None)
+    cp.read(Path(root or ROOT) / "settings.ini")
     return dict(cp["DEFAULT"])
 
 # %% ../nbs/08_docs.ipynb #20f529d9
@@ -77,18 +78,29 @@ def convert_markup(md: str,  # Markdown of a cell
     def emit(lines): (stack[-1][2] if stack else out).extend(lines)
     for line in md.split("\n"):
         if fence is None and (m := re.match(r"^\s*(`{3,}|~{3,})", line)): fence = m.group(1)
-        elif fence is not None and line.strip().startswith(fence): fence = None; emit([line]); continue
-        if fence is not None: emit([line]); continue
+        elif fence is not None and line.strip().startswith(fence):
+            fence = None
+            emit([line])
+            continue
+        if fence is not None:
+            emit([line])
+            continue
         if m := _OPEN.match(line):
-            attrs = m.group(2); c = re.search(r"\.callout-(\w+)", attrs); t = re.search(r'title="([^"]*)"', attrs)
-            stack.append((c.group(1) if c else None, t.group(1) if t else None, [])); continue
+            attrs = m.group(2)
+            c = re.search(r"\.callout-(\w+)", attrs)
+            t = re.search(r'title="([^"]*)"', attrs)
+            stack.append((c.group(1) if c else None, t.group(1) if t else None, []))
+            continue
         if _CLOSE.match(line) and stack:
             kind, title, body = stack.pop()
-            emit(_callout(kind, title, convert_markup("\n".join(body), style).split("\n"), style) if kind else body); continue
+            emit(_callout(kind, title, convert_markup("\n".join(body), style).split("\n"), style) if kind else body)
+            continue
         line = re.sub(r"^(#{1,6}\s.*?)\s*\{[.#][^}]*\}\s*$", r"\1", line)  # heading attributes
         line = re.sub(r"(\]\([^)\s]*\))\{[^}]*\}", r"\1", line)  # link attributes
         emit([line])
-    while stack: kind, title, body = stack.pop(); emit(body)  # unclosed div: keep its text
+    while stack:
+        kind, title, body = stack.pop()
+        emit(body)  # unclosed div: keep its text
     return "\n".join(out)
 
 # %% ../nbs/08_docs.ipynb #0ef942aa
@@ -161,7 +173,9 @@ def doc_cells(code: str, module: str, level: int) -> list:
     import nbformat
     try: mod = importlib.import_module(module)
     except ImportError as e:
-        if module not in _warned: print(f"docs: no API entries from {module}: {e}", file=sys.stderr); _warned.add(module)
+        if module not in _warned:
+            print(f"docs: no API entries from {module}: {e}", file=sys.stderr)
+            _warned.add(module)
         return []
     return [nbformat.v4.new_markdown_cell(doc_markdown(getattr(mod, n), level)) for n in exported_names(code) if hasattr(mod, n)]
 
@@ -189,7 +203,9 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
               ):
     "A copy of `nb` ready to render: Quarto-only markup converted, hidden cells dropped, API entries added."
     import nbformat
-    nb = copy.deepcopy(nb); title_cell(nb); lib = settings()["lib_name"]
+    nb = copy.deepcopy(nb)
+    title_cell(nb)
+    lib = settings()["lib_name"]
     if module is None:
         exp = [split_directives(c.source)[0].get("default_exp") for c in nb.cells if c.cell_type == "code"]
         module = next((f"{lib}.{e}" for e in exp if e), None)
@@ -201,7 +217,8 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
             if mapper: src = rebase_links(src, base, mapper)
             levels = [len(h) for h in re.findall(r"^(#{1,6})\s", re.sub(r"```.*?```", "", src, flags=re.S), re.M)]
             if levels: level = levels[-1]
-            cells.append(nbformat.v4.new_markdown_cell(src)); continue
+            cells.append(nbformat.v4.new_markdown_cell(src))
+            continue
         opts, code = split_directives(c.source)
         view, tags = cell_view(opts), [t for t in c.metadata.get("tags", []) if t in ("parameters", "injected-parameters")]
         if view == "none" or not code.strip(): continue
@@ -263,7 +280,9 @@ def nb_to_markdown(nb,  # a notebook processed with `style="github"`
     import base64
     parts = []
     for i, c in enumerate(nb.cells):
-        if c.cell_type == "markdown": parts.append(c.source.strip()); continue
+        if c.cell_type == "markdown":
+            parts.append(c.source.strip())
+            continue
         if "remove-input" not in c.metadata.get("tags", []): parts.append(f"```python\n{c.source.strip()}\n```")
         for k, o in enumerate(c.get("outputs", [])):
             if o.output_type == "stream" and o.name == "stdout" and o.text.strip(): parts.append(f"```\n{o.text.rstrip()}\n```")
@@ -272,8 +291,10 @@ def nb_to_markdown(nb,  # a notebook processed with `style="github"`
                 d = o.data
                 if "text/markdown" in d: parts.append(d["text/markdown"].strip())
                 elif "image/png" in d and assets is not None:
-                    assets.mkdir(parents=True, exist_ok=True); name = f"cell{i}-{k}.png"
-                    (assets / name).write_bytes(base64.b64decode(d["image/png"])); parts.append(f"![]({assets_link}{name})")
+                    assets.mkdir(parents=True, exist_ok=True)
+                    name = f"cell{i}-{k}.png"
+                    (assets / name).write_bytes(base64.b64decode(d["image/png"]))
+                    parts.append(f"![]({assets_link}{name})")
                 elif "text/plain" in d and "image/png" not in d: parts.append(f"```\n{d['text/plain'].rstrip()}\n```")
     return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -285,7 +306,9 @@ def build_readme(root: Path | None = None,  # the checkout (default: the one thi
                 ) -> Path:
     "Execute nbs/index.ipynb and write it as README.md."
     import nbformat
-    root = Path(root or ROOT).resolve(); cfg = settings(root); nbs = root / cfg["nbs_path"]
+    root = Path(root or ROOT).resolve()
+    cfg = settings(root)
+    nbs = root / cfg["nbs_path"]
     out = Path(out) if out else root / "README.md"
     nb = execute_nb(read_nb(nbs / cfg.get("readme_nb", "index.ipynb")), nbs)
     md = nb_to_markdown(process_nb(nb, nbs, _readme_mapper(root), style="github", api=False),
@@ -322,7 +345,8 @@ class SiteLinks:
     "Maps checkout files to their place in the site's source folder (copying images there)."
     def __init__(self, root: Path, src: Path, nbs: Path, runs_dir: Path):
         self.root, self.src, self.nbs, self.runs_dir = root, src, nbs, runs_dir
-        cfg = settings(root); self.web = f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/"
+        cfg = settings(root)
+        self.web = f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/"
 
     def target(self, path: Path) -> Path | None:
         "Path in the site's source folder for a checkout file, or None when the site has no copy."
@@ -331,7 +355,9 @@ class SiteLinks:
             return self.src / "runs" / path.parent.name / path.name
         if path.suffix.lower() in RUN_FILES and path.is_file():
             rel = path.relative_to(self.root) if path.is_relative_to(self.root) else Path(path.name)
-            dst = self.src / "_files" / rel; dst.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(path, dst)
+            dst = self.src / "_files" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dst)
             return dst
         return None
 
@@ -341,9 +367,12 @@ class SiteLinks:
             t = self.target(path)
             if t is not None and (t.exists() or (t.suffix == ".ipynb" and path.exists())):  # notebook pages are written later
                 return os.path.relpath(t, page.parent) + (f"#{anchor}" if anchor else "")
-            if img: print(f"docs: image not found, left out: {path}", file=sys.stderr); return None
+            if img:
+                print(f"docs: image not found, left out: {path}", file=sys.stderr)
+                return None
             if path.is_relative_to(self.root) and path.exists(): return self.web + path.relative_to(self.root).as_posix()
-            print(f"docs: link to a missing file, kept as text: {path}", file=sys.stderr); return None
+            print(f"docs: link to a missing file, kept as text: {path}", file=sys.stderr)
+            return None
         return f
 
 # %% ../nbs/08_docs.ipynb #8554bd3d
@@ -353,7 +382,9 @@ def module_notebooks(nbs: Path) -> dict[str, str]:
     out = {}
     for f in sorted(Path(nbs).glob("*.ipynb")):
         for c in read_nb(f).cells:
-            if c.cell_type == "code" and (e := split_directives(c.source)[0].get("default_exp")): out[e] = f.name; break
+            if c.cell_type == "code" and (e := split_directives(c.source)[0].get("default_exp")):
+                out[e] = f.name
+                break
     return out
 
 def api_page(lib: str, mods: dict[str, str]) -> str:
@@ -363,7 +394,8 @@ def api_page(lib: str, mods: dict[str, str]) -> str:
     for mod, nbname in sorted(mods.items()):
         try: m = importlib.import_module(f"{lib}.{mod}")
         except ImportError as e:  # a notebook not exported yet
-            print(f"docs: {lib}.{mod} left out of the API page: {e}", file=sys.stderr); continue
+            print(f"docs: {lib}.{mod} left out of the API page: {e}", file=sys.stderr)
+            continue
         names = [n for n in getattr(m, "__all__", []) if not n.startswith("_") and hasattr(m, n)]
         out.append(f"## `{lib}.{mod}`\n\nFrom [{nbname}]({nbname}): " + (m.__doc__ or "").strip().rstrip(".") + ".")
         documented = [n for n in names if callable(getattr(m, n)) and getattr(getattr(m, n), "__module__", None) == m.__name__]
@@ -387,12 +419,15 @@ def runs_page(runs: list[Path], src: Path) -> str:
     if not runs: return "\n\n".join(out + ["No run has been committed yet: `make demo` makes one."]) + "\n"
     rows = ["| run | recipe | stages | last train loss | steps |", "|---|---|---|---|---|"]
     for r in reversed(runs):
-        d = src / "runs" / r.name; d.mkdir(parents=True, exist_ok=True)
+        d = src / "runs" / r.name
+        d.mkdir(parents=True, exist_ok=True)
         (d / "report.md").write_text((r / "report.md").read_text() if (r / "report.md").is_file() else report_markdown(r))
         for f in r.iterdir():
             if f.suffix.lower() in RUN_FILES: shutil.copy2(f, d / f.name)
         st = json.loads((r / "status.json").read_text()).get("stages", {}) if (r / "status.json").is_file() else {}
-        try: h = read_run(r).history; loss, steps = (f"{h.loss.dropna().iloc[-1]:.4g}", int(h.step.max())) if "loss" in h else ("—", "—")
+        try:
+            h = read_run(r).history
+            loss, steps = (f"{h.loss.dropna().iloc[-1]:.4g}", int(h.step.max())) if "loss" in h else ("—", "—")
         except FileNotFoundError: loss, steps = "—", "—"
         stages = ", ".join(k for k, v in st.items() if v.get("state") == "done") or "—"
         rows.append(f"| [{r.name}]({r.name}/report.md) | {run_recipe(r)} | {stages} | {loss} | {steps} |")
@@ -440,8 +475,11 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     "Build the docs site into `out`; returns the path of its index.html."
     import nbformat
     from sft_demos.report import committed_runs
-    root = Path(root or ROOT).resolve(); cfg = settings(root); nbs = root / cfg["nbs_path"]
-    out = Path(out or root / cfg.get("doc_path", "_docs")).resolve(); src = Path(src or root / "_proc").resolve()
+    root = Path(root or ROOT).resolve()
+    cfg = settings(root)
+    nbs = root / cfg["nbs_path"]
+    out = Path(out or root / cfg.get("doc_path", "_docs")).resolve()
+    src = Path(src or root / "_proc").resolve()
     runs = committed_runs(Path(runs_dir or root / "runs").resolve())
     if src.exists(): shutil.rmtree(src)
     src.mkdir(parents=True)
@@ -449,11 +487,13 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     names = [f.name for f in sorted(nbs.glob("*.ipynb"))]
     stage_nbs, readme_nb = _stage_notebooks(), cfg.get("readme_nb", "index.ipynb")
     todo = [n for n in names if n in execute]
-    log(f"executing {', '.join(todo)}"); t0 = time.time()
+    log(f"executing {', '.join(todo)}")
+    t0 = time.time()
     with ThreadPoolExecutor(2) as ex:
         executed = dict(zip(todo, ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs, skip_flags=("gpu", "slow")), todo)))
     log(f"executed in {time.time() - t0:.0f}s")
-    (src / "runs").mkdir(); (src / "runs" / "index.md").write_text(runs_page(runs, src))  # first: pages link run images
+    (src / "runs").mkdir()
+    (src / "runs" / "index.md").write_text(runs_page(runs, src))  # first: pages link run images
     docs = []
     for n in names:
         note = None
@@ -477,7 +517,8 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
         docs.append(n)
     (src / "api.md").write_text(api_page(cfg["lib_name"], module_notebooks(nbs)))
     (src / "conf.py").write_text(conf_py(cfg))
-    log(f"sphinx: {len(docs)} notebooks, {len(runs)} runs -> {out}"); t0 = time.time()
+    log(f"sphinx: {len(docs)} notebooks, {len(runs)} runs -> {out}")
+    t0 = time.time()
     html = src / "_build" / "html"  # myst-nb writes beside the output folder, so build inside src and copy
     r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d", str(src / ".doctrees"),
                         str(src), str(html)], capture_output=True, text=True)
@@ -497,9 +538,12 @@ def serve(folder: Path):
         def log_request(self, code="-", size="-"): requests.append((self.path.split("?")[0], int(code)))
         def log_message(self, *a): pass
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True); t.start()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
     try: yield f"http://127.0.0.1:{srv.server_address[1]}", requests
-    finally: srv.shutdown(); srv.server_close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 # %% ../nbs/08_docs.ipynb #f2160528
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -530,7 +574,8 @@ def screenshot(url: str, path: Path, size: str = "1280,1400") -> Path:
 class _PageParser(html.parser.HTMLParser):
     "Title, ids, <img> sources, code blocks and the text outside code of an HTML page."
     def __init__(self):
-        super().__init__(); self.title, self.ids, self.imgs, self.pre, self.text = "", set(), [], [], []
+        super().__init__()
+        self.title, self.ids, self.imgs, self.pre, self.text = "", set(), [], [], []
         self._stack, self._skip = [], 0
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -552,7 +597,8 @@ class _PageParser(html.parser.HTMLParser):
 
 def page_problems(dom: str) -> tuple[dict, list[str]]:
     "Parse a page's DOM; returns (title, ids, imgs) and the list of problems found in it."
-    p = _PageParser(); p.feed(dom)
+    p = _PageParser()
+    p.feed(dom)
     text, problems = "\n".join(p.text), []
     if not p.title.strip(): problems.append("no title")
     for block in p.pre:
@@ -588,7 +634,8 @@ def check_site(out: Path | None = None,  # built site folder (default: `_docs/` 
             return page, info, probs
         with ThreadPoolExecutor(2) as ex:
             for page, info, probs in ex.map(one, pages):
-                results[page] = info; problems += [f"{page}: {p}" for p in probs]
+                results[page] = info
+                problems += [f"{page}: {p}" for p in probs]
         if shots:
             Path(shots).mkdir(parents=True, exist_ok=True)
             for page in ["index.html", next((p for p in pages if p.startswith("00_")), "api.html")]:

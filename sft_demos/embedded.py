@@ -101,7 +101,9 @@ def pretrain(model,  # a causal LM, trained in place
             loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step % log_every == 0 or step == steps - 1:
             log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  lr {sched.get_last_lr()[0]:.2e}  {time.time() - t0:5.0f}s")
@@ -135,8 +137,10 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
     losses = pretrain(model, blocks, cfg["steps"], cfg["batch_size"], cfg["learning_rate"], cfg["warmup_steps"],
                       cfg["weight_decay"], cfg["seed"], log=log)
     model.generation_config = GenerationConfig(**ids)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    model.cpu().save_pretrained(out); tok.save_pretrained(out)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.cpu().save_pretrained(out)
+    tok.save_pretrained(out)
     (out / "pretrain_log.json").write_text(json.dumps({"name": name, "config": cfg, "losses": losses,
                                                        "seconds": round(time.time() - t0, 1), "bf16_autocast": fast_bf16()}))
     return out
@@ -149,7 +153,9 @@ def cache_root() -> Path:
 def cache_key(*parts) -> str:
     "A short hex key for the things a cached folder is built from."
     h = hashlib.sha256()
-    for x in parts: h.update((x if isinstance(x, str) else json.dumps(x, sort_keys=True)).encode()); h.update(b"\0")
+    for x in parts:
+        h.update((x if isinstance(x, str) else json.dumps(x, sort_keys=True)).encode())
+        h.update(b"\0")
     return h.hexdigest()[:12]
 
 # %% ../nbs/01b_embedded.ipynb #2da97a2d
@@ -163,9 +169,11 @@ def cached_build(d: Path,  # final folder; complete when `marker` exists in it
     with FileLock(str(d) + ".lock"):
         if not (d / marker).exists():
             for old in d.parent.glob(f".{d.name}.tmp-*"): shutil.rmtree(old, ignore_errors=True)  # left by a killed build
-            tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"; tmp.mkdir()
+            tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
+            tmp.mkdir()
             build(tmp)
-            shutil.rmtree(d, ignore_errors=True); tmp.rename(d)
+            shutil.rmtree(d, ignore_errors=True)
+            tmp.rename(d)
     return d
 
 # %% ../nbs/01b_embedded.ipynb #65d56203

@@ -585,7 +585,8 @@ def run_eval(p: RunParams,  # the run's parameters
             src = base_path(p) if what == "base" else f"{base_path(p)} + {adapter}"
             raise EvalError(f"{what}: cannot load the model ({src}): {type(e).__name__}: {e}") from e
         res[what] = evaluate_model(model, tok, p, suite, heldout, what, log)
-        del model; free_memory()
+        del model
+        free_memory()
         log(f"{what}: done in {time.time() - t0:.1f}s")
     write_results(p, run_dir, {m: res[m] for m in ("base", "finetuned") if m in res}, suite, heldout)
 

@@ -96,7 +96,8 @@ def gguf_provenance(name: str  # `gguf:<package>/<file>.gguf`, or the path of a 
                    ) -> dict:
     "The GGUF file `name` resolves to, its sha256 and size, and for a `gguf:` reference the package and its version."
     from importlib import metadata
-    f = gguf_file(name); st = f.stat()
+    f = gguf_file(name)
+    st = f.stat()
     out = {"gguf_file": str(f), "sha256": _sha256(str(f), st.st_size, st.st_mtime_ns), "size_bytes": st.st_size}
     if name.startswith(GGUF_PREFIX):
         pkg = name[len(GGUF_PREFIX):].split("/", 1)[0]
@@ -136,12 +137,15 @@ def convert_gguf(f: Path,  # a .gguf file
     except (ValueError, NotImplementedError) as e:
         raise ParamsError(f"{f}: transformers cannot read this GGUF (architecture '{_gguf_architecture(f)}'): {e} "
                           "Use a GGUF of an architecture transformers reads, or the model's Hub id or folder.") from e
-    cfg = gm.config; del cfg.quantization_config  # method gguf: a plain model of this config saves
+    cfg = gm.config
+    del cfg.quantization_config  # method gguf: a plain model of this config saves
     with torch.device("meta"): model = AutoModelForCausalLM.from_config(cfg)  # no random init: the weights come next
-    model.load_state_dict(gm.state_dict(), assign=True); model.tie_weights()
+    model.load_state_dict(gm.state_dict(), assign=True)
+    model.tie_weights()
     model.generation_config = gm.generation_config
     Path(out).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out); tok.save_pretrained(out)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
     log(f"{f.name}: {cfg.model_type}, {model.num_parameters() / 1e6:.1f}M parameters, converted in {time.time() - t0:.0f}s")
     return Path(out)
 
@@ -150,7 +154,8 @@ def gguf_path(name: str,  # `gguf:<package>/<file>.gguf`, or the path of a `.ggu
               log=print,  # where conversion progress goes
              ) -> Path:
     "Folder of the cached transformers conversion of a GGUF file, converted if missing (keyed by the file's sha256)."
-    prov = gguf_provenance(name); f = Path(prov["gguf_file"])
+    prov = gguf_provenance(name)
+    f = Path(prov["gguf_file"])
     def build(tmp):
         log(f"converting {f} into the cache (once; later runs reuse it)")
         convert_gguf(f, tmp, log)
@@ -183,7 +188,9 @@ def _falcon_as_linear(path: str, p: RunParams):
     "While loading a native (not remote-code) Falcon, build its `FalconLinear` layers as `nn.Linear`."
     from transformers import AutoConfig
     cfg = AutoConfig.from_pretrained(path, **_hub_kwargs(p))
-    if cfg.model_type != "falcon" or p.trust_remote_code: yield; return
+    if cfg.model_type != "falcon" or p.trust_remote_code:
+        yield
+        return
     import torch
     from transformers.models.falcon import modeling_falcon as mf
     orig, mf.FalconLinear = mf.FalconLinear, torch.nn.Linear
@@ -270,7 +277,8 @@ def add_lora(p: RunParams, model):
         keep_trainable_4bit(model)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=p.gradient_checkpointing)
     elif p.gradient_checkpointing:
-        model.gradient_checkpointing_enable(); model.enable_input_require_grads()
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
     return get_peft_model(model, lora_config(p, model))
 
 # %% ../nbs/02_model.ipynb #e1262b67
@@ -299,7 +307,9 @@ def train_step(model,  # a model with trainable adapters
     model.train()
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=lr)
     loss = model(input_ids=x, labels=x).loss
-    loss.backward(); opt.step(); opt.zero_grad()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
     return loss.item()
 
 # %% ../nbs/02_model.ipynb #4c24a15e

@@ -295,7 +295,8 @@ def parse_set(item: str  # "key=value"
              ) -> tuple[str, object]:
     "Split one `--set` override into key and value (YAML-parsed unless the field is text)."
     if "=" not in item: raise ParamsError(f"--set {item!r}: expected key=value")
-    k, v = item.split("=", 1); k = k.strip()
+    k, v = item.split("=", 1)
+    k = k.strip()
     if _field_type(k) in (str, str | None) and v.strip() not in ("null", "~"): return k, v
     try: return k, (yaml.safe_load(v) if v.strip() else "")
     except yaml.YAMLError: return k, v
@@ -304,10 +305,13 @@ def parse_set(item: str  # "key=value"
 def _apply_set(d: dict, key: str, val, where: str):
     "Apply one (possibly dotted) override to the plain-data dict `d`."
     head, *rest = key.split(".")
-    if not rest: d[head] = val; return
+    if not rest:
+        d[head] = val
+        return
     if head != "datasets" or len(rest) != 2 or not rest[0].isdigit():
         raise ParamsError(f"{where}: dotted keys only reach into datasets (datasets.N.field), got {key!r}")
-    i = int(rest[0]); ds = d.get("datasets")
+    i = int(rest[0])
+    ds = d.get("datasets")
     if ds is None: ds = d["datasets"] = [to_dict(RunParams())["datasets"][0]]
     if i >= len(ds): raise ParamsError(f"{where}: {key!r}: there are only {len(ds)} datasets")
     if isinstance(ds[i], str): ds[i] = {"path": ds[i]}
@@ -331,7 +335,9 @@ def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
     d.setdefault("recipe", path.stem if path.parent == RECIPES_DIR else d.get("recipe", path.stem))
     p = build(RunParams, d, str(path))
     for item in sets:
-        k, v = parse_set(item); cur = to_dict(p); where = f"--set {item} (over {path})"
+        k, v = parse_set(item)
+        cur = to_dict(p)
+        where = f"--set {item} (over {path})"
         _apply_set(cur, k, v, where)
         p = build(RunParams, cur, where)
     if overrides:

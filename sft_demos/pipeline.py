@@ -38,7 +38,8 @@ def code_key() -> str:
     root, h = Path(sft_demos.__file__).parent, hashlib.sha256()
     for f in sorted(root.rglob("*")):
         if f.is_file() and "__pycache__" not in f.parts and f.name != "_modidx.py":
-            h.update(str(f.relative_to(root)).encode()); h.update(f.read_bytes())
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
 def upstream_cache(p: RunParams,  # the run's parameters
@@ -49,7 +50,8 @@ def upstream_cache(p: RunParams,  # the run's parameters
     import hashlib, importlib, tempfile
     from sft_demos.embedded import cache_root, cached_build
     with tempfile.TemporaryDirectory() as t:
-        save_params(p, Path(t) / "params.yaml"); text = (Path(t) / "params.yaml").read_text()
+        save_params(p, Path(t) / "params.yaml")
+        text = (Path(t) / "params.yaml").read_text()
     key = hashlib.sha256(f"{text}\0{code_key()}".encode()).hexdigest()[:12]
     def build(d: Path):
         log(f"running {', '.join(needs)} for {p.recipe or 'the notebook'} into the scratch cache (once; later notebook runs reuse it)")
@@ -84,7 +86,9 @@ def new_run_dir(runs_dir: str | Path,  # parent folder
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     for i in range(1, 1000):
         d = Path(runs_dir) / (stem if i == 1 else f"{stem}-{i}")
-        try: d.mkdir(); return d
+        try:
+            d.mkdir()
+            return d
         except FileExistsError: continue
     raise RuntimeError(f"Could not create a new run folder under {runs_dir}")
 
@@ -116,7 +120,9 @@ def redact_secrets(run_dir: Path, secrets: list[str] | None = None) -> int:
         except (UnicodeDecodeError, OSError): continue
         new = text
         for s in secrets: new = new.replace(s, "***")
-        if new != text: f.write_text(new); n += 1
+        if new != text:
+            f.write_text(new)
+            n += 1
     return n
 
 # %% ../nbs/07_pipeline.ipynb #6184cb63
@@ -244,7 +250,9 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
     log(f"run folder: {run_dir}")
     for stage, nb in todo:
         st = status["stages"].get(stage, {})
-        if st.get("state") == "done": log(f"[{stage}] already done, skipped"); continue
+        if st.get("state") == "done":
+            log(f"[{stage}] already done, skipped")
+            continue
         out = run_dir / nb.name
         if out.exists():
             k = 1
@@ -252,11 +260,13 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
             out.rename(old)
         status["stages"][stage] = {"state": "running", "notebook": nb.name, "started": datetime.now(timezone.utc).isoformat()}
         write_status(run_dir, status)
-        log(f"[{stage}] executing {nb.name}"); t0 = time.time()
+        log(f"[{stage}] executing {nb.name}")
+        t0 = time.time()
         try: execute_stage(stage, nb, run_dir, run_dir / "params.yaml", echo=echo)
         except BaseException as e:
             status["stages"][stage].update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))
-            write_status(run_dir, status); redact_secrets(run_dir)
+            write_status(run_dir, status)
+            redact_secrets(run_dir)
             raise
         finally: redact_secrets(run_dir)
         status["stages"][stage].update(state="done", seconds=round(time.time() - t0, 1))

@@ -110,7 +110,8 @@ def read_tb(path: str | Path  # an event file, or a folder searched recursively 
     if not files: raise FileNotFoundError(f"No TensorBoard event files under {path}")
     steps: dict[int, dict] = {}
     for f in files:
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0}); ea.Reload()
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
         for tag in ea.Tags()["scalars"]:
             for ev in ea.Scalars(tag): steps.setdefault(ev.step, {"step": ev.step})[_tag_key(tag)] = ev.value
     return [steps[s] for s in sorted(steps)]
@@ -177,10 +178,13 @@ def plot_loss(log: RunLog,  # the run's log
         sns.lineplot(x=e.step, y=e.eval_loss, ax=ax, color=pal[1], marker="o", label="eval loss")
     ax.set(xlabel="step", ylabel="loss", title=log.name)
     if "learning_rate" in h:
-        ax2 = ax.twinx(); lr = h.dropna(subset=["learning_rate"])
+        ax2 = ax.twinx()
+        lr = h.dropna(subset=["learning_rate"])
         sns.lineplot(x=lr.step, y=lr.learning_rate, ax=ax2, color="gray", linestyle="--", lw=1, label="learning rate", legend=False)
-        ax2.set_ylabel("learning rate"); ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-        hs, ls = ax.get_legend_handles_labels(); hs2, ls2 = ax2.get_legend_handles_labels()
+        ax2.set_ylabel("learning rate")
+        ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        hs, ls = ax.get_legend_handles_labels()
+        hs2, ls2 = ax2.get_legend_handles_labels()
         ax.legend(hs + hs2, ls + ls2, loc="upper right")
     return ax.figure
 
@@ -223,7 +227,8 @@ def plot_compare(logs: list[RunLog],  # runs to overlay
             lr = h.dropna(subset=["learning_rate"])
             ax_lr.plot(lr.x, lr.learning_rate, color=pal[lab])
     ax.set(ylabel="loss (train solid, eval dashed)", title=f"{len(logs)} runs")
-    ax_lr.set(xlabel=x, ylabel="learning rate"); ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    ax_lr.set(xlabel=x, ylabel="learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     ax.legend(fontsize="small")
     return fig
 
@@ -252,13 +257,16 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
     ap.add_argument("--label", action="append", help="legend label per run, in order (default: folder names)")
     a = ap.parse_args(argv)
     if a.label and len(a.label) != len(a.runs):
-        print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs", file=sys.stderr); return 2
+        print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs", file=sys.stderr)
+        return 2
     try:
         logs = [read_run(r) for r in a.runs]
         plot_compare(logs, x=a.x, smooth=a.smooth, labels=a.label).savefig(a.output, dpi=120)
     except (FileNotFoundError, ValueError) as e:
-        print(f"sft-demos compare: error: {e}", file=sys.stderr); return 2
-    print(compare_table(logs)); print(f"\nwrote {a.output}")
+        print(f"sft-demos compare: error: {e}", file=sys.stderr)
+        return 2
+    print(compare_table(logs))
+    print(f"\nwrote {a.output}")
     return 0
 
 # %% ../nbs/06_report.ipynb #76eb2205

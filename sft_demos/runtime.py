@@ -43,9 +43,11 @@ def time_generation(model,  # a causal LM, ready for `generate`
               pad_token_id=pad, **generate_kw)
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     def once() -> float:
-        sync(); t0 = time.perf_counter()
+        sync()
+        t0 = time.perf_counter()
         with torch.inference_mode(): out = model.generate(**enc, **kw)
-        sync(); dt = time.perf_counter() - t0
+        sync()
+        dt = time.perf_counter() - t0
         if out.shape[1] - n_in != new_tokens:
             raise RuntimeError(f"generated {out.shape[1] - n_in} tokens, expected exactly {new_tokens}")
         return dt
@@ -127,7 +129,9 @@ def load_variant(p: RunParams,  # the run's parameters
     if name == "merged_4bit":
         folder = run_dir / "merged" if (run_dir / "merged" / "config.json").exists() else Path(work) / "merged"
         if not (folder / "config.json").exists():
-            merged = load_finetuned(p, run_dir, merged=True); merged.save_pretrained(str(folder)); del merged
+            merged = load_finetuned(p, run_dir, merged=True)
+            merged.save_pretrained(str(folder))
+            del merged
         return load_base(p, quantized=True, path=folder), {}
     if name == "static_compile":
         import torch
@@ -170,12 +174,15 @@ def profile_generation(p: RunParams,  # the run's parameters
                 row["status"] = "ok"
                 log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens (spread {row['spread']:.0%})")
             except VariantSkipped as e:
-                row |= {"status": "skipped", "reason": str(e)}; log(f"{name:15s} skipped: {e}")
+                row |= {"status": "skipped", "reason": str(e)}
+                log(f"{name:15s} skipped: {e}")
             except Exception as e:
                 if name != "static_compile": raise
                 row |= {"status": "skipped", "reason": f"static cache + torch.compile failed: {type(e).__name__}: {str(e).strip()[:300]}"}
                 log(f"{name:15s} skipped: {row['reason']}")
-            finally: model = None; free_memory()
+            finally:
+                model = None
+                free_memory()
             rows.append(row)
     return rows
 
@@ -211,7 +218,8 @@ class CountingCollator:
     def __call__(self, examples):
         b = self.collate(examples)
         ids = b["input_ids"]
-        self.slots += ids.numel(); self.batches += 1
+        self.slots += ids.numel()
+        self.batches += 1
         self.real += int(b["attention_mask"].sum()) if "attention_mask" in b else int((ids != self.pad_token_id).sum())
         if "labels" in b: self.loss += int((b["labels"] != -100).sum())
         return b
@@ -226,7 +234,8 @@ def measure_training(trainer,  # an `SFTTrainer` (or any `Trainer`) with `max_st
     "Train for the trainer's `max_steps`; tokens/s (real tokens), steps/s, padding fraction, peak memory, loss."
     from transformers.trainer_callback import PrinterCallback
     cb = throughput_callback(warmup_steps)
-    trainer.add_callback(cb); trainer.remove_callback(PrinterCallback)  # no log lines on stdout
+    trainer.add_callback(cb)
+    trainer.remove_callback(PrinterCallback)  # no log lines on stdout
     pad = trainer.processing_class.pad_token_id
     trainer.data_collator = counter = CountingCollator(trainer.data_collator, pad)
     out = trainer.train()
@@ -263,7 +272,8 @@ def profile_training(p: RunParams,  # the run's parameters
             trainer = build_trainer(q, d, **measure_args(Path(d) / "out", 1 + p.profile_train_steps))
             row = {"mode": mode, "description": TRAIN_MODES[mode], **model_facts(trainer.model),
                    **measure_training(trainer, warmup_steps=1)}
-            del trainer; free_memory()
+            del trainer
+            free_memory()
         row["quantization"] = row["quantization"] if mode == "qlora" else "none"
         row["compute_dtype"] = str(compute_dtype(q)).replace("torch.", "")
         rows.append(row)
@@ -281,7 +291,8 @@ def runtime_markdown(rt: dict) -> str:
              "|:--|--:|:--:|--:|:--|:--|:--|:--|--:|:--|:--|"]
     for r in g:
         if r["status"] != "ok":
-            lines.append(f"| {r['variant']} | - | - | - | | | | | | | skipped: {r['reason']} |"); continue
+            lines.append(f"| {r['variant']} | - | - | - | | | | | | | skipped: {r['reason']} |")
+            continue
         lines.append(f"| {r['variant']} | {r['median_s']:.3f} | {r['min_s']:.3f} - {r['max_s']:.3f} | {r['tokens_per_s']:.1f} | "
                      f"{r['dtype']} | {r['quantization']} | {r['attn_implementation']} | {r['adapter']} | {r['weights_mb']:.1f} | {memory_label(r)} | ok |")
     if rt.get("training"):

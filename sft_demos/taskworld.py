@@ -73,16 +73,23 @@ def _split_args() -> dict:
     rng = random.Random("tasks-split")
     out = {}
     combos = [(w, n) for w in WORDS for n in range(2, 6)]
-    rng.shuffle(combos); k = N_HELDOUT["repeat"]
+    rng.shuffle(combos)
+    k = N_HELDOUT["repeat"]
     out["repeat"] = (combos[k:], combos[:k])
     seqs = set()
     while len(seqs) < N_SORT_TRAIN + N_HELDOUT["sort"]:
         seqs.add(tuple(rng.sample(range(10), rng.randint(3, 5))))
-    seqs = sorted(seqs); rng.shuffle(seqs); k = N_HELDOUT["sort"]
+    seqs = sorted(seqs)
+    rng.shuffle(seqs)
+    k = N_HELDOUT["sort"]
     out["sort"] = (seqs[k:], seqs[:k])
-    countries = sorted(CAPITALS); rng.shuffle(countries); k = N_HELDOUT["capital"]
+    countries = sorted(CAPITALS)
+    rng.shuffle(countries)
+    k = N_HELDOUT["capital"]
     out["capital"] = (countries[k:], countries[:k])
-    pairs = list(OPPOSITES); rng.shuffle(pairs); k = N_HELDOUT["opposite"]
+    pairs = list(OPPOSITES)
+    rng.shuffle(pairs)
+    k = N_HELDOUT["opposite"]
     both = lambda ps: [(a, b) for x, y in ps for a, b in [(x, y), (y, x)]]
     out["opposite"] = (both(pairs[k:]), both(pairs[:k]))
     return out
@@ -174,8 +181,10 @@ def pretraining_text(seed: int = 0,  # shuffles sentences, wordings and skill ar
     while total < n_tokens:
         rnd = [_sentence(f, PROSE[f][0] if first else rng.choice(PROSE[f]), a) for f, a in facts]
         rnd += [_sentence(f, rng.choice(PROSE[f]), _draw(f, rng, held[f])) for f in ["repeat", "sort"] for _ in range(len(facts) // 2)]
-        rng.shuffle(rnd); first = False
-        sents += rnd; total += _ntok(" ".join(rnd))
+        rng.shuffle(rnd)
+        first = False
+        sents += rnd
+        total += _ntok(" ".join(rnd))
     return [" ".join(sents[i:i + doc_sentences]) for i in range(0, len(sents), doc_sentences)]
 
 # %% ../nbs/01a_taskworld.ipynb #08cccedc

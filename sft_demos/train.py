@@ -118,7 +118,8 @@ def register_varlen_sdpa() -> str:
     "Register `varlen_sdpa` (with sdpa's masks) as `VARLEN_SDPA`; returns the name."
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-    AttentionInterface.register(VARLEN_SDPA, varlen_sdpa); AttentionMaskInterface.register(VARLEN_SDPA, sdpa_mask)
+    AttentionInterface.register(VARLEN_SDPA, varlen_sdpa)
+    AttentionMaskInterface.register(VARLEN_SDPA, sdpa_mask)
     return VARLEN_SDPA
 
 # %% ../nbs/03_train.ipynb #65c9fd62
@@ -136,12 +137,14 @@ def build_trainer(p: RunParams,  # the run's parameters
     tok = load_tokenizer(p)
     model = add_lora(p, load_base(p))
     train, ev = read_split(run_dir, "train", tok, p.train_on), read_split(run_dir, "eval", tok, p.train_on)
-    tb = TensorBoardCallback(); tb.logging_dir = str(Path(run_dir) / "tb")
+    tb = TensorBoardCallback()
+    tb.logging_dir = str(Path(run_dir) / "tb")
     trainer = SFTTrainer(model=model, args=sft_config(p, run_dir, has_eval=len(ev) > 0, **kw), train_dataset=train,
                          eval_dataset=ev if len(ev) else None, processing_class=tok, callbacks=[tb, *callbacks])
     if trainer.args.disable_tqdm:  # the runner's terminal: progress lines instead of the trainer's raw log dicts
         from transformers.trainer_callback import PrinterCallback
-        trainer.remove_callback(PrinterCallback); trainer.add_callback(progress_callback())
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(progress_callback())
     if compute_dtype(p) == torch.float32:
         for q in trainer.model.parameters():
             if q.requires_grad: q.data = q.data.float()
@@ -206,7 +209,8 @@ def train_worker(p: RunParams,  # the run's parameters
         if p.merge_adapter:
             del trainer
             merged = merge_adapter(p, run_dir / "adapter")
-            merged.save_pretrained(str(run_dir / "merged")); load_tokenizer(p).save_pretrained(str(run_dir / "merged"))
+            merged.save_pretrained(str(run_dir / "merged"))
+            load_tokenizer(p).save_pretrained(str(run_dir / "merged"))
         _write_json(run_dir / "train_summary.json", summary)
     return summary
 
@@ -225,7 +229,8 @@ def run_train(p: RunParams,  # the run's parameters
 def main(argv: list[str] | None = None) -> int:
     "Train the run in RUN_DIR with its params.yaml (resuming from its newest checkpoint); started by `accelerate launch`, one process of several."
     ap = argparse.ArgumentParser(prog="python -m sft_demos.train", description=main.__doc__)
-    ap.add_argument("run_dir"); ap.add_argument("--params", help="parameters YAML (default: RUN_DIR/params.yaml)")
+    ap.add_argument("run_dir")
+    ap.add_argument("--params", help="parameters YAML (default: RUN_DIR/params.yaml)")
     a = ap.parse_args(argv)
     p = load_params(a.params or str(Path(a.run_dir) / "params.yaml"))
     from sft_demos.distributed import in_launch, worker_main

@@ -82,8 +82,12 @@ def machine_label(m: dict) -> str:
 def reset_peak_memory() -> bool:
     "Open a new peak-memory window; returns whether the CPU peak could be reset too."
     import torch
-    if torch.cuda.is_available(): torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    try: Path("/proc/self/clear_refs").write_text("5"); return True
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
     except OSError: return False
 
 def _peak_rss_mb() -> float:
