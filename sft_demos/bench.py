@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, os, platform, re, resource, shlex, statistics, sys, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
-from .params import RunParams, load_params
+from .params import RunParams, load_params, to_dict
 from .model import free_memory
 from .util import machine, machine_label, memory_label, peak_memory, reset_peak_memory, write_atomic, md_table
 from .runtime import (LIKE_FOR_LIKE, TRAIN_MODES, VARIANTS, compile_config, compile_unsupported, measure_args, measure_training,
@@ -267,6 +267,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--quality", action="store_true", help="instead: time to quality, one epoch of the seed's recipe and of "
                     "the project's default on the embedded task set (time_to_quality.json and .md)")
+    ap.add_argument("--recipe", default="tiny-cpu", help="with --quality: the project recipe both sides start from (default: tiny-cpu)")
+    ap.add_argument("--max-rows", type=int, help="with --quality: read only this many rows of the recipe's data (default: all)")
     a = ap.parse_args(argv)
     cfg = dict(BENCH_DEFAULTS["quick" if a.quick else "full"])
     for k in ["model", "rounds", "steps", "batch_size", "max_length"]:
@@ -280,7 +282,9 @@ def bench_main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(a.out) if a.out else Path("runs") / f"bench-{datetime.now(timezone.utc):%Y-%m-%dT%H%M%SZ}" / "bench.json"
     if a.quality:
-        q = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]), **time_to_quality()}
+        sets = {"datasets": [{**d, "max_rows": a.max_rows} for d in to_dict(load_params(a.recipe))["datasets"]]} if a.max_rows else None
+        q = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]),
+             **time_to_quality(a.recipe, sets=sets)}
         out = out.with_name("time_to_quality.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, json.dumps(q, indent=2))
