@@ -17,7 +17,7 @@ __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'fro
            'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt',
            'render_turns', 'format_example', 'toy_tokenizer', 'trained_spans', 'token_mask', 'token_audit',
            'formatted_row', 'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval',
-           'content_hash', 'Prepared', 'heldout_rows', 'prepare_data', 'write_outputs', 'run_data']
+           'content_hash', 'Prepared', 'heldout_rows', 'row_audit', 'prepare_data', 'write_outputs', 'run_data']
 
 # %% ../nbs/01_data.ipynb #e5640ac5
 class DataError(ValueError):
@@ -572,7 +572,12 @@ def heldout_rows(p: RunParams, tok) -> list[dict]:
     return out
 
 # %% ../nbs/01_data.ipynb #62861581
-ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source")  # what data/train.jsonl and eval.jsonl rows hold
+def row_audit(a: dict) -> dict:
+    "What a written row keeps of its `token_audit`: tokens, assistant and trained turns, and the facts of each turn."
+    return {"tokens": a["tokens"], "trained_tokens": a["trained"], "assistant_turns": a["assistant_turns"],
+            "trained_turns": a["trained_turns"], "turns": a["turns"]}
+
+ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source", "audit")  # what data/train.jsonl and eval.jsonl rows hold
 
 def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     "Read, adapt, mix, format and audit the recipe's datasets with tokenizer `tok`."
@@ -591,7 +596,8 @@ def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     picked = [take_share(rs, k, p.mix_by) for rs, k in zip(rows, shares)]
     mixed = [r for rs in picked for r in rs]
     rng.shuffle(mixed)
-    report = audit_report([r.pop("_audit") for r in mixed], tok, p)
+    report = audit_report([r["_audit"] for r in mixed], tok, p)
+    for r in mixed: r["audit"] = row_audit(r["_audit"])
     train, ev = split_eval([{k: r[k] for k in ROW_KEYS} for r in mixed], p.eval_split_size)
     report.update(train_rows=len(train), eval_rows=len(ev), bad_rows=_bad_summary(results, p.bad_rows))
     prov = _provenance(p, results, dups, picked, rows, len(train), len(ev))
