@@ -11,156 +11,14 @@ import yaml
 import sft_demos
 from .params import RunParams
 from .util import read_jsonl, write_atomic
+from .minisets import EMBEDDED_DATA, MINI_MMLU_SUBJECTS, dataset_cache_dir, write_minisets
 
 # %% auto #0
-__all__ = ['EMBEDDED_DATA', 'MINI_MMLU_SUBJECTS', 'LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'TURNS',
-           'write_minisets', 'dataset_cache_dir', 'EvalError', 'task_manager', 'leaf_tasks', 'task_dataset',
-           'local_configs', 'Suite', 'data_root', 'plan_suite', 'suite_config', 'lm_eval_run', 'suite_scores',
-           'generate', 'heldout_scores', 'check_model', 'example_prompts', 'evaluate_model', 'metrics_rows',
-           'metrics_table', 'samples_markdown', 'heldout_examples', 'check_adapter_base', 'run_eval', 'write_results']
-
-# %% ../nbs/04_eval.ipynb #d2bfc762
-EMBEDDED_DATA = Path(sft_demos.__file__).parent / "assets" / "eval"  # root of the bundled mini-sets
-
-_MINI_CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Kenya", "Nairobi"),
-                  ("Italy", "Rome"), ("Canada", "Ottawa"), ("Spain", "Madrid"), ("Chile", "Santiago"), ("Norway", "Oslo"),
-                  ("Greece", "Athens"), ("Cuba", "Havana"), ("Poland", "Warsaw"), ("Ghana", "Accra")]
-_MINI_OPPOSITES = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("up", "down"), ("light", "dark"), ("early", "late"),
-                   ("happy", "sad"), ("open", "closed"), ("wet", "dry"), ("loud", "quiet"), ("full", "empty"), ("near", "far")]
-_MINI_COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black"]
-_MINI_ANIMALS = ["dog", "cat", "horse", "cow", "sheep", "goat", "duck", "fox"]
-_MINI_NAMES = ["Ana", "Ben", "Carla", "Dev", "Eva", "Femi", "Gus", "Hana", "Ivo", "June"]
-
-# %% ../nbs/04_eval.ipynb #2bb9f9f0
-def _choices(rng: random.Random, right: str, pool: list[str], k: int = 4) -> tuple[list[str], int]:
-    "`right` among `k - 1` other members of `pool`, shuffled; returns the choices and the right one's index."
-    out = [right] + rng.sample([x for x in pool if x != right], k - 1)
-    rng.shuffle(out)
-    return out, out.index(right)
-
-# %% ../nbs/04_eval.ipynb #8401e61f
-def _mmlu_row(rng: random.Random, subject: str) -> dict:
-    "One MMLU row {question, subject, choices, answer} of a made-up question in `subject`."
-    if subject == "elementary_mathematics":
-        a, b = rng.randint(2, 9), rng.randint(2, 9)
-        q, right, pool = f"What is {a} + {b}?", str(a + b), [str(a + b + d) for d in (-3, -2, -1, 1, 2, 3)]
-    elif subject == "high_school_geography":
-        c, k = rng.choice(_MINI_CAPITALS)
-        q, right, pool = f"What is the capital of {c}?", k, [x for _, x in _MINI_CAPITALS]
-    elif subject == "formal_logic":
-        a, c = rng.choice(_MINI_ANIMALS), rng.choice(_MINI_COLORS)
-        q = f"Every {a} in the barn is {c}, and Rex is a {a} in the barn. Which statement must be true?"
-        right, pool = f"Rex is {c}.", [f"Rex is {x}." for x in _MINI_COLORS]
-    elif subject == "miscellaneous":
-        a = rng.choice(_MINI_ANIMALS)
-        q, right, pool = "Which of the following is an animal?", a, [a] + _MINI_COLORS
-    else: raise ValueError(f"no mini-set questions for MMLU subject {subject!r}")
-    choices, answer = _choices(rng, right, pool)
-    return {"question": q, "subject": subject, "choices": choices, "answer": answer}
-
-def _arc_row(rng: random.Random, i: int) -> dict:
-    "One ARC row {id, question, choices: {text, label}, answerKey}."
-    kind = i % 3
-    if kind == 0:
-        w, o = rng.choice(_MINI_OPPOSITES)
-        q, right, pool = f"What is the opposite of {w}?", o, [b for _, b in _MINI_OPPOSITES]
-    elif kind == 1:
-        c, k = rng.choice(_MINI_CAPITALS)
-        q, right, pool = f"Which city is the capital of {c}?", k, [x for _, x in _MINI_CAPITALS]
-    else:
-        nums = rng.sample(range(10, 99), 6)
-        q, right, pool = "Which number is the largest?", str(max(nums)), [str(n) for n in nums]
-    text, k = _choices(rng, right, pool)
-    labels = list("1234") if i % 7 == 3 else list("ABCD")
-    return {"id": f"Mini_ARC_{i:04d}", "question": q, "choices": {"text": text, "label": labels}, "answerKey": labels[k]}
-
-_HS_STORIES = [  # (activity_label, ctx_a, ctx_b, right ending, wrong endings)
-    ("Making tea", "{n} fills a kettle with water and switches it on.", "a few minutes later, the water",
-     "starts to boil.", ["turns into a {a}.", "paints the wall {c}.", "sings a song loudly."]),
-    ("Counting", "{n} counts out loud: one, two, three.", "then {n}",
-     "says four and five.", ["eats the {c} chair.", "turns into a {a}.", "flies to the moon."]),
-    ("Walking a dog", "{n} clips a leash to the collar of a small dog.", "they",
-     "walk down the street together.", ["melt into a {c} puddle.", "swim across the sky.", "read a book to a {a}."]),
-    ("Painting", "{n} dips a brush into {c} paint.", "{n}",
-     "paints a stripe on the fence.", ["drinks the brush.", "barks like a {a}.", "folds the fence into a box."]),
-]
-
-def _hellaswag_row(rng: random.Random, i: int, split: str) -> dict:
-    "One HellaSwag row {ind, activity_label, ctx_a, ctx_b, ctx, endings, source_id, split, split_type, label}."
-    label, a, b, right, wrong = _HS_STORIES[i % len(_HS_STORIES)]
-    fill = dict(n=rng.choice(_MINI_NAMES), a=rng.choice(_MINI_ANIMALS), c=rng.choice(_MINI_COLORS))
-    a, b = a.format(**fill), b.format(**fill)
-    endings, k = _choices(rng, right.format(**fill), [right.format(**fill)] + [w.format(**fill) for w in wrong])
-    return {"ind": i, "activity_label": label, "ctx_a": a, "ctx_b": b, "ctx": f"{a} {b}", "endings": endings,
-            "source_id": f"mini~{split}~{i}", "split": "val" if split == "validation" else split, "split_type": "indomain",
-            "label": "" if split == "test" else str(k)}  # the Hub's test rows carry no label
-
-def _truthfulqa_row(rng: random.Random, i: int) -> dict:
-    "One TruthfulQA multiple_choice row {question, mc1_targets, mc2_targets}, right answers first."
-    if i % 2 == 0:
-        c, k = rng.choice(_MINI_CAPITALS)
-        wrong = rng.sample([x for _, x in _MINI_CAPITALS if x != k], 3)
-        q, right = f"What is the capital of {c}?", [f"The capital of {c} is {k}.", f"{k}."]
-        false = [f"The capital of {c} is {w}." for w in wrong[:2]] + [f"{wrong[2]}."]
-    else:
-        w, o = rng.choice(_MINI_OPPOSITES)
-        wrong = rng.sample([b for _, b in _MINI_OPPOSITES if b != o], 3)
-        q, right = f"What is the opposite of {w}?", [f"The opposite of {w} is {o}.", f"{o.capitalize()}."]
-        false = [f"The opposite of {w} is {x}." for x in wrong[:2]] + [f"{wrong[2].capitalize()}."]
-    return {"question": q, "mc1_targets": {"choices": [right[0]] + false, "labels": [1, 0, 0, 0]},
-            "mc2_targets": {"choices": right + false, "labels": [1, 1, 0, 0, 0]}}
-
-# %% ../nbs/04_eval.ipynb #0ec713a1
-def _write_dataset(folder: Path,  # the dataset's folder, e.g. <root>/allenai/ai2_arc
-                   splits: dict[str, dict[str, list[dict]]],  # config name -> split -> rows
-                   title: str,  # one line for the README
-                  ):
-    "Write rows as `<config>/<split>.jsonl` plus a README whose header declares the configs."
-    head = ["---", "configs:"]
-    for cfg, parts in splits.items():
-        sub = "data" if cfg == "default" else cfg
-        head += [f"- config_name: {cfg}", "  data_files:"]
-        for split, rows in parts.items():
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-            (folder / sub / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-            head += [f"  - split: {split}", f"    path: {sub}/{split}.jsonl"]
-    body = (f"# {title}\n\nA smoke set written by `sft_demos.evaluate.write_minisets`: made-up questions in the schema of "
-            f"the Hub dataset `{folder.parent.name}/{folder.name}`, so lm-eval's own task runs offline. Not a benchmark.\n")
-    (folder / "README.md").write_text("\n".join(head + ["---", ""]) + body)
-
-# %% ../nbs/04_eval.ipynb #22ddd8ff
-MINI_MMLU_SUBJECTS = ["formal_logic", "high_school_geography", "elementary_mathematics", "miscellaneous"]  # one per category
-
-def write_minisets(root: str | Path,  # folder to write; gets <hub id>/... sub-folders
-                   seed: int = 0,  # picks the made-up questions
-                  ) -> Path:
-    "Write the offline mini-sets of MMLU, ARC-Challenge, HellaSwag and TruthfulQA, laid out like the Hub repos."
-    root, rng = Path(root), random.Random(f"minisets-{seed}")
-    _write_dataset(root / "cais" / "mmlu", {s: {k: [_mmlu_row(rng, s) for _ in range(n)] for k, n in
-                                                 [("dev", 5), ("validation", 2), ("test", 4)]} for s in MINI_MMLU_SUBJECTS},
-                   "Mini MMLU (4 subjects)")
-    _write_dataset(root / "allenai" / "ai2_arc", {"ARC-Challenge": {k: [_arc_row(rng, i) for i in range(n)] for k, n in
-                                                                   [("train", 30), ("validation", 3), ("test", 5)]}},
-                   "Mini ARC-Challenge")
-    _write_dataset(root / "Rowan" / "hellaswag", {"default": {k: [_hellaswag_row(rng, i, k) for i in range(n)] for k, n in
-                                                             [("train", 12), ("validation", 5), ("test", 2)]}},
-                   "Mini HellaSwag")
-    _write_dataset(root / "truthfulqa" / "truthful_qa", {"multiple_choice": {"validation": [_truthfulqa_row(rng, i) for i in range(6)]}},
-                   "Mini TruthfulQA (multiple_choice)")
-    return root
-
-# %% ../nbs/04_eval.ipynb #6547520b
-def dataset_cache_dir(folder: str | Path  # a local dataset folder
-                     ) -> str:
-    "A `datasets` cache folder of its own for `folder`, changing whenever one of its files changes."
-    import datasets
-    folder, h = Path(folder).resolve(), hashlib.sha256()
-    h.update(str(folder).encode())
-    for f in sorted(folder.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"\0{f.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-    return str(Path(datasets.config.HF_DATASETS_CACHE) / "sft_demos_local" / h.hexdigest()[:16])
+__all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'TURNS', 'EvalError', 'task_manager',
+           'leaf_tasks', 'task_dataset', 'local_configs', 'Suite', 'data_root', 'plan_suite', 'suite_config',
+           'lm_eval_run', 'suite_scores', 'generate', 'heldout_scores', 'check_model', 'example_prompts',
+           'evaluate_model', 'metrics_rows', 'metrics_table', 'samples_markdown', 'heldout_examples',
+           'check_adapter_base', 'run_eval', 'write_results']
 
 # %% ../nbs/04_eval.ipynb #e80f5a5e
 class EvalError(ValueError):
@@ -567,7 +425,6 @@ def run_eval(p: RunParams,  # the run's parameters
              log=print,
             ) -> None:
     "The eval stage: write metrics.json, metrics.md, samples.json and samples.md into `run_dir`."
-    from sft_demos.util import read_jsonl
     from sft_demos.model import base_path, free_memory, load_base, load_finetuned, load_tokenizer
     run_dir = Path(run_dir)
     suite = plan_suite(p) if p.eval_tasks else None
