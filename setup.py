@@ -9,8 +9,7 @@ cfg = ConfigParser(delimiters=['='])
 cfg.read('settings.ini', encoding='utf-8')
 cfg = cfg['DEFAULT']
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
-lic = licenses[cfg['license']]
+licenses = {'apache2': 'Apache-2.0'}  # SPDX identifiers
 statuses = ['Planning', 'Pre-Alpha', 'Alpha', 'Beta', 'Production/Stable', 'Mature', 'Inactive']
 min_python = cfg['min_python']
 py_versions = ['3.10', '3.11', '3.12', '3.13']
@@ -21,7 +20,7 @@ setuptools.setup(
     description=cfg['description'],
     long_description=Path('README.md').read_text(encoding='utf-8'),
     long_description_content_type='text/markdown',
-    license=lic[0],
+    license=licenses[cfg['license']],
     author=cfg['author'],
     author_email=cfg['author_email'],
     url=cfg['git_url'],
@@ -29,10 +28,11 @@ setuptools.setup(
     classifiers=[
         f"Development Status :: {cfg['status']} - {statuses[int(cfg['status'])]}",
         f"Intended Audience :: {cfg['audience']}",
-        f"License :: {lic[1]}",
         f"Natural Language :: {cfg['language']}",
     ] + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
-    packages=setuptools.find_packages(include=[cfg['lib_name'], f"{cfg['lib_name']}.*"]),
+    # namespace discovery: the data folders under the package (recipes, assets) are part of it, not stray packages
+    packages=setuptools.find_namespace_packages(include=[cfg['lib_name'], f"{cfg['lib_name']}.*"],
+                                                exclude=['*.__pycache__']),
     include_package_data=True,
     package_data={cfg['lib_name']: ['recipes/*.yaml', 'assets/*', 'assets/**/*']},
     python_requires=f'>={min_python}',

@@ -5,11 +5,11 @@
 # %% ../nbs/01_data.ipynb #caf17db9
 from __future__ import annotations
 import csv, hashlib, itertools, json, os, random, re, socket
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 from .params import DataSource, RunParams, SCHEMAS
-from .util import read_jsonl, sha256_file, write_jsonl
+from .util import sha256_file, write_jsonl
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca',
@@ -32,8 +32,10 @@ def check_messages(msgs) -> list[dict]:
     if not isinstance(msgs, list) or not msgs: raise BadRow("conversation is not a non-empty list of turns")
     out = []
     for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m: raise BadRow(f"turn {i} lacks role/content")
-        if not isinstance(m["content"], str): raise BadRow(f"turn {i} content is {type(m['content']).__name__}, not text")
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise BadRow(f"turn {i} lacks role/content")
+        if not isinstance(m["content"], str):
+            raise BadRow(f"turn {i} content is {type(m['content']).__name__}, not text")
         out.append({"role": m["role"], "content": m["content"].strip()})
     if out[0]["role"] == "system": sys_, turns = out[:1], out[1:]
     else: sys_, turns = [], out
@@ -81,7 +83,8 @@ def from_alpaca(row: dict) -> list[dict]:
                            {"role": "assistant", "content": _text(row, "output")}])
 
 # %% ../nbs/01_data.ipynb #780fd060
-_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
+_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "chatgpt": "assistant"}
 
 def from_messages(row: dict) -> list[dict]:
     "Turns of a conversational `messages` row."
@@ -91,16 +94,19 @@ def from_messages(row: dict) -> list[dict]:
 def from_sharegpt(row: dict) -> list[dict]:
     "Turns of a ShareGPT `conversations` row."
     conv = row.get("conversations")
-    if not isinstance(conv, list): raise BadRow("missing field 'conversations'" if conv is None else "field 'conversations' is not a list")
+    if not isinstance(conv, list):
+        raise BadRow("missing field 'conversations'" if conv is None else "field 'conversations' is not a list")
     out = []
     for i, t in enumerate(conv):
-        if not isinstance(t, dict) or t.get("from") not in _SHAREGPT_ROLES: raise BadRow(f"turn {i}: unknown speaker {t.get('from') if isinstance(t, dict) else t!r}")
+        if not isinstance(t, dict) or t.get("from") not in _SHAREGPT_ROLES:
+            raise BadRow(f"turn {i}: unknown speaker {t.get('from') if isinstance(t, dict) else t!r}")
         out.append({"role": _SHAREGPT_ROLES[t["from"]], "content": t.get("value")})
     return check_messages(out)
 
 def from_prompt_completion(row: dict) -> list[dict]:
     "Turns of a `prompt` / `completion` row."
-    return check_messages([{"role": "user", "content": _text(row, "prompt")}, {"role": "assistant", "content": _text(row, "completion")}])
+    return check_messages([{"role": "user", "content": _text(row, "prompt")},
+                           {"role": "assistant", "content": _text(row, "completion")}])
 
 # %% ../nbs/01_data.ipynb #7af4ab65
 ADAPTERS = {"guanaco": from_guanaco, "dolphin": from_dolphin, "platypus": from_alpaca, "alpaca": from_alpaca,
@@ -109,8 +115,10 @@ ADAPTERS = {"guanaco": from_guanaco, "dolphin": from_dolphin, "platypus": from_a
 def detect_schema(columns, where: str = "dataset") -> str:
     "Schema name for a set of column names; raises `DataError` when none fits."
     c = set(columns)
-    for schema, need in [("messages", {"messages"}), ("sharegpt", {"conversations"}), ("prompt_completion", {"prompt", "completion"}),
-                         ("platypus", {"instruction", "output", "data_source"}), ("alpaca", {"instruction", "output"}), ("guanaco", {"text"})]:
+    for schema, need in [("messages", {"messages"}), ("sharegpt", {"conversations"}),
+                         ("prompt_completion", {"prompt", "completion"}),
+                         ("platypus", {"instruction", "output", "data_source"}), ("alpaca", {"instruction", "output"}),
+                         ("guanaco", {"text"})]:
         if need <= c: return schema
     raise DataError(f"{where}: cannot tell the schema from columns {sorted(c)}; set `schema` to one of {SCHEMAS[1:]}")
 
@@ -149,7 +157,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def _hub_help(ds: DataSource, why: str) -> DataError:
     return DataError(f"Dataset '{ds.path}' is a Hub id, but {why}. Either run where the Hub can be reached "
                      f"(with HF_HUB_OFFLINE unset), or download it once (`datasets.load_dataset('{ds.path}')` then "
-                     f"`.to_json('{ds.path.split('/')[-1]}.jsonl')`) and set this source's path to the local file or folder.")
+                     f"`.to_json('{ds.path.split('/')[-1]}.jsonl')`) and set this source's path to the local file or "
+                     "folder.")
 
 def _hub_rows(ds: DataSource):
     "Stream rows of a Hub dataset (or a local folder laid out like one) with `datasets`."
@@ -163,7 +172,8 @@ def _hub_rows(ds: DataSource):
         yield from it
     except (ConnectionError, OSError) as e:
         if local: raise DataError(f"{ds.path}: cannot read this folder as a dataset: {e}") from None
-        raise _hub_help(ds, "HF_HUB_OFFLINE is set and it is not cached" if _offline() else f"loading failed ({e})") from None
+        raise _hub_help(ds, "HF_HUB_OFFLINE is set and it is not cached" if _offline()
+                        else f"loading failed ({e})") from None
 
 # %% ../nbs/01_data.ipynb #ba4cfde0
 def source_kind(path: str) -> str:
@@ -179,7 +189,8 @@ def source_rows(ds: DataSource, seed: int = 0):
     "Raw rows of one source, the first `ds.max_rows` only."
     kind = source_kind(ds.path)
     if kind == "embedded":
-        if ds.path != "embedded:tasks": raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is 'embedded:tasks'")
+        if ds.path != "embedded:tasks":
+            raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is 'embedded:tasks'")
         from sft_demos.taskworld import task_rows
         rows = iter(task_rows("train", seed))
     elif kind == "file": rows = _local_rows(Path(ds.path))
@@ -292,23 +303,27 @@ def format_example(msgs: list[dict], tok, fmt: str) -> tuple[str, str]:
 # %% ../nbs/01_data.ipynb #d677e00c
 def toy_tokenizer(texts: list[str],  # corpus to learn the words from
                   vocab_size: int = 2000,  # cap; small corpora end well below it
-                  chat_template: str | None = "default",  # a Jinja template, "default" for a small role-token one, None for none
+                  chat_template: str | None = "default",  # Jinja; "default": a small role-token one; None: none
                   add_bos: bool = True,  # whether encoding adds BOS (Llama does; Qwen and SmolLM2 do not)
                  ):
-    "A word-level BPE `PreTrainedTokenizerFast` for tests: distinct BOS/EOS/PAD, BOS added on encode unless `add_bos=False`."
+    "A word-level BPE tokenizer for tests: distinct BOS/EOS/PAD; BOS added on encode unless `add_bos=False`."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
     from transformers import PreTrainedTokenizerFast
     special = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
     t = Tokenizer(models.BPE(unk_token="<unk>"))
-    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.Metaspace(),
+                                               pre_tokenizers.Punctuation()])
     t.decoder = decoders.Metaspace()
-    t.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
-    if add_bos: t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", t.token_to_id("<s>"))])
+    t.train_from_iterator(texts,
+                          trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
+    if add_bos: t.post_processor = processors.TemplateProcessing(single="<s> $A",
+                                                                 special_tokens=[("<s>", t.token_to_id("<s>"))])
     if chat_template == "default":
         chat_template = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
                          "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
                          "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>",
                                   additional_special_tokens=special[4:])
     tok.chat_template = chat_template
     return tok
@@ -320,12 +335,13 @@ def trained_spans(spans: list,  # (start, end) of every assistant answer, from `
                  ) -> list[list[int]]:
     "The character spans that carry loss under `train_on`."
     if train_on == "all": return [[0, n]]
-    if train_on not in ("assistant", "last"): raise DataError(f"train_on={train_on!r} is not one of assistant, last, all")
+    if train_on not in ("assistant", "last"):
+        raise DataError(f"train_on={train_on!r} is not one of assistant, last, all")
     return [list(s) for s in (spans[-1:] if train_on == "last" else spans)]
 
 # %% ../nbs/01_data.ipynb #1bb1cc8d
 def _in_spans(offsets: list, spans: list) -> list[int]:
-    "1 for each token (char offsets) that starts inside one of `spans`; tokens added without text (BOS) get 1 only when the whole text is."
+    "1 for each token starting inside one of `spans` (char offsets); a token without text (BOS) only if all text is."
     whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= max((e for _, e in offsets), default=0)
     return [int(whole or (e > s and any(a <= s < b for a, b in spans))) for s, e in offsets]
 
@@ -340,23 +356,26 @@ def token_mask(tok,  # the run's (fast) tokenizer
 
 # %% ../nbs/01_data.ipynb #68b3dc1a
 def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max_length: int, decode) -> dict:
-    "One assistant turn: its tokens, trained (after truncation), end-of-turn token trained, span is the answer, prompt as inference sends it."
+    "One assistant turn: tokens, trained (after truncation), end-of-turn trained, span = answer, prompt = inference's."
     a, b = span
     toks = [k for k, (s, e) in enumerate(offs) if e > s and a <= s < b]
     kept = [k for k in toks if k < max_length]
     eot_trained = bool(kept) and kept[-1] == toks[-1] and ids[toks[-1]] in eot and bool(mask[toks[-1]])
-    is_answer = text[a:b].lstrip().startswith(answer.strip()) and decode([ids[k] for k in toks]).strip() == text[a:b].strip()
-    return {"tokens": len(toks), "trained": any(mask[k] for k in kept), "eot_trained": eot_trained, "span_is_answer": is_answer,
+    decoded = decode([ids[k] for k in toks]).strip()
+    is_answer = text[a:b].lstrip().startswith(answer.strip()) and decoded == text[a:b].strip()
+    return {"tokens": len(toks), "trained": any(mask[k] for k in kept), "eot_trained": eot_trained,
+            "span_is_answer": is_answer,
             "matches_inference": list(ids[:len(inf_ids)]) == list(inf_ids) and (not toks or toks[0] == len(inf_ids))}
 
 def _inference_ids(r: dict, prompts: list, tok, fmt: str) -> list:
     "Token ids inference sends before each assistant turn of row `r`."
     if fmt != "chat_template": return tok(prompts)["input_ids"]
     at = [i for i, m in enumerate(r["messages"]) if m["role"] == "assistant"]
-    return [tok.apply_chat_template(r["messages"][:i], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"] for i in at]
+    return [tok.apply_chat_template(r["messages"][:i], add_generation_prompt=True, tokenize=True,
+                                    return_dict=True)["input_ids"] for i in at]
 
 # %% ../nbs/01_data.ipynb #4422f31f
-def token_audit(rows: list[dict],  # rows with "messages", "prompt", "completion", "train_spans", "_turns" (from `render_turns`)
+def token_audit(rows: list[dict],  # rows with messages, prompt, completion, train_spans, _turns (`render_turns`)
                 tok,  # the run's tokenizer
                 p: RunParams,  # max_length, prompt_format
                ) -> list[dict]:
@@ -381,7 +400,7 @@ def token_audit(rows: list[dict],  # rows with "messages", "prompt", "completion
 
 # %% ../nbs/01_data.ipynb #0f06f417
 def formatted_row(msgs: list[dict], tok, p: RunParams, source: str) -> dict:
-    "A training row: the conversation, its prompt and completion (split at the last answer), trained spans, the rendering."
+    "A training row: the conversation, prompt and completion (split at the last answer), trained spans, the rendering."
     r = render_turns(msgs, tok, p.prompt_format)
     a = r["spans"][-1][0]
     return {"messages": msgs, "prompt": r["text"][:a], "completion": r["text"][a:],
@@ -393,7 +412,8 @@ def _stats(xs: list[int]) -> dict:
     if not xs: return {"n": 0}
     s = sorted(xs)
     q = lambda f: s[min(len(s) - 1, int(f * len(s)))]
-    return {"n": len(s), "mean": round(sum(s) / len(s), 1), "min": s[0], "p50": q(0.5), "p95": q(0.95), "max": s[-1], "total": sum(s)}
+    return {"n": len(s), "mean": round(sum(s) / len(s), 1), "min": s[0], "p50": q(0.5), "p95": q(0.95), "max": s[-1],
+            "total": sum(s)}
 
 def _histogram(per_source: dict, bins: int = 20) -> dict:
     "Row counts per token-length bin, per source; bins of equal width from 0 past the longest row."
@@ -401,17 +421,20 @@ def _histogram(per_source: dict, bins: int = 20) -> dict:
     w = max(1, -(-hi // bins))
     n = -(-hi // w)
     edges = [i * w for i in range(n + 1)]
-    return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs) for i in range(n)] for s, xs in per_source.items()}}
+    return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs) for i in range(n)]
+                                       for s, xs in per_source.items()}}
 
 # %% ../nbs/01_data.ipynb #48677fb4
 def _turn_summary(audit: list[dict]) -> dict:
     "Counts over all assistant turns of the audited rows."
     turns = [t for a in audit for t in a["turns"]]
     selected = [t for t in turns if t["selected"]]
-    return {"rows_multi_turn": sum(a["assistant_turns"] > 1 for a in audit), "assistant_turns": len(turns), "selected_turns": len(selected),
-            "trained_turns": sum(t["trained"] for t in selected), "trained_turns_eot_trained": sum(t["eot_trained"] for t in selected),
+    return {"rows_multi_turn": sum(a["assistant_turns"] > 1 for a in audit), "assistant_turns": len(turns),
+            "selected_turns": len(selected),
+            "trained_turns": sum(t["trained"] for t in selected),
+            "trained_turns_eot_trained": sum(t["eot_trained"] for t in selected),
             "selected_turns_span_is_answer": sum(t["span_is_answer"] for t in selected),
-            "turns_prompt_matches_inference": round(sum(t["matches_inference"] for t in turns) / len(turns), 4) if turns else 0.0}
+            "turns_prompt_matches_inference": round(sum(t["matches_inference"] for t in turns) / max(len(turns), 1), 4)}
 
 def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
     "Summarize `token_audit` rows into the data report, with `failures` and `warnings`."
@@ -421,13 +444,17 @@ def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
     frac = lambda k: round(sum(bool(a[k]) for a in audit) / n, 4) if n else 0.0
     stats = lambda xs, k: _stats([a[k] for a in xs])
     rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "train_on": p.train_on,
-           "tokenizer": tok.name_or_path, "bos_token": tok.bos_token, "eos_token": tok.eos_token, "pad_token": tok.pad_token,
+           "tokenizer": tok.name_or_path, "bos_token": tok.bos_token, "eos_token": tok.eos_token,
+           "pad_token": tok.pad_token,
            "rows": n,
            "sources": {s: {"rows": len(xs), "tokens": stats(xs, "tokens"), "prompt_tokens": stats(xs, "prompt_tokens"),
-                           "completion_tokens": stats(xs, "completion_tokens"), "assistant_turns": stats(xs, "assistant_turns"),
+                           "completion_tokens": stats(xs, "completion_tokens"),
+                           "assistant_turns": stats(xs, "assistant_turns"),
                            "over_max_length": sum(a["truncated"] for a in xs)} for s, xs in by.items()},
-           "over_max_length": sum(a["truncated"] for a in audit), "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
-           "trained_tokens": trained, "rows_eos_trained": frac("eos_trained"), "rows_without_trained_tokens": sum(a["trained"] == 0 for a in audit),
+           "over_max_length": sum(a["truncated"] for a in audit),
+           "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
+           "trained_tokens": trained, "rows_eos_trained": frac("eos_trained"),
+           "rows_without_trained_tokens": sum(a["trained"] == 0 for a in audit),
            "pad_differs_from_eos": tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id,
            "prompt_matches_inference": frac("prompt_matches_inference"), "turns": _turn_summary(audit),
            "rows_double_bos": sum(a["double_bos"] for a in audit),
@@ -440,24 +467,34 @@ def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
     "Problems that stop the run (failures) and ones to read before trusting it (warnings)."
     fail, warn, t = [], [], rep["turns"]
     if not n: fail.append("no rows to train on")
-    elif rep["trained_tokens"] == 0: fail.append(f"no token carries loss: the loss mask is empty (train_on={rep['train_on']})")
+    elif rep["trained_tokens"] == 0:
+        fail.append(f"no token carries loss: the loss mask is empty (train_on={rep['train_on']})")
     elif t["trained_turns_eot_trained"] == 0:
-        fail.append(f"the end-of-turn token carries loss in no trained turn (EOS is {rep['eos_token']!r}): the model would never learn to stop")
+        fail.append(f"the end-of-turn token carries loss in no trained turn (EOS is {rep['eos_token']!r}): the model "
+                    "would never learn to stop")
     if not rep["pad_differs_from_eos"]:
-        warn.append(f"pad token {rep['pad_token']!r} is missing or equals EOS {rep['eos_token']!r}: TRL still trains EOS (it pads labels "
-                    f"with -100; EOS is trained in {rep['rows_eos_trained']:.0%} of rows), but any collator that masks pad ids would not")
-    if rep["over_max_length"]: warn.append(f"{rep['over_max_length']} of {n} rows exceed max_length={rep['max_length']} and will be truncated (their EOS is lost)")
-    if n and rep["rows_without_trained_tokens"]: warn.append(f"{rep['rows_without_trained_tokens']} rows have no trained token after truncation")
+        warn.append(f"pad token {rep['pad_token']!r} is missing or equals EOS {rep['eos_token']!r}: TRL still trains "
+                    f"EOS (it pads labels with -100; EOS is trained in {rep['rows_eos_trained']:.0%} of rows), but any "
+                    "collator that masks pad ids would not")
+    if rep["over_max_length"]:
+        warn.append(f"{rep['over_max_length']} of {n} rows exceed max_length={rep['max_length']} and will be truncated "
+                    "(their EOS is lost)")
+    if n and rep["rows_without_trained_tokens"]:
+        warn.append(f"{rep['rows_without_trained_tokens']} rows have no trained token after truncation")
     if 0 < t["trained_turns_eot_trained"] < t["trained_turns"]:
-        warn.append(f"{t['trained_turns'] - t['trained_turns_eot_trained']} of {t['trained_turns']} trained turns do not train their end-of-turn token")
+        warn.append(f"{t['trained_turns'] - t['trained_turns_eot_trained']} of {t['trained_turns']} trained turns do "
+                    "not train their end-of-turn token")
     if t["trained_turns"] < t["selected_turns"]:
-        warn.append(f"{t['selected_turns'] - t['trained_turns']} of {t['selected_turns']} assistant turns that train_on={rep['train_on']} selects carry "
+        warn.append(f"{t['selected_turns'] - t['trained_turns']} of {t['selected_turns']} assistant turns that "
+                    f"train_on={rep['train_on']} selects carry "
                     f"no loss (truncated, or rendered without their text)")
     if t["selected_turns_span_is_answer"] < t["selected_turns"]:
-        warn.append(f"{t['selected_turns'] - t['selected_turns_span_is_answer']} of {t['selected_turns']} selected turns do not decode to exactly "
-                    f"their answer and end-of-turn token: the chat template renders history differently from the whole conversation")
+        warn.append(f"{t['selected_turns'] - t['selected_turns_span_is_answer']} of {t['selected_turns']} selected "
+                    "turns do not decode to exactly their answer and end-of-turn token: the chat template renders "
+                    "history differently from the whole conversation")
     if n and t["turns_prompt_matches_inference"] < 1:
-        warn.append(f"only {t['turns_prompt_matches_inference']:.1%} of assistant turns follow a prompt that tokenizes as inference sends it")
+        warn.append(f"only {t['turns_prompt_matches_inference']:.1%} of assistant turns follow a prompt that tokenizes "
+                    "as inference sends it")
     if rep["rows_double_bos"]: warn.append(f"{rep['rows_double_bos']} rows start with two BOS tokens")
     return fail, warn
 
@@ -465,7 +502,8 @@ def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
 def check_audit(rep: dict):
     "Raise `DataError` listing the audit's failures, if any."
     if rep["failures"]:
-        raise DataError("The data audit found problems that make training pointless:\n  - " + "\n  - ".join(rep["failures"]) +
+        raise DataError("The data audit found problems that make training pointless:\n  - "
+                        + "\n  - ".join(rep["failures"]) +
                         "\nSee data_report.json; fix the tokenizer, prompt_format or max_length.")
 
 # %% ../nbs/01_data.ipynb #e6b0e5ee
@@ -478,7 +516,9 @@ def mix_shares(avail: list[int],  # rows (or tokens) each source has
     if total is None: total = min(int(a / x + 1e-9) for a, x in zip(avail, w))
     want = [int(total * x + 1e-9) for x in w]
     for i, (a, k) in enumerate(zip(avail, want)):
-        if k > a: raise DataError(f"mix_total={total} needs {k} from {labels[i] if labels else f'source {i}'}, which has only {a}; "
+        if k > a:
+            raise DataError(f"mix_total={total} needs {k} from {labels[i] if labels else f'source {i}'}, which has "
+                            f"only {a}; "
                                   f"lower mix_total or raise that source's max_rows")
     return want
 
@@ -523,7 +563,8 @@ def content_hash(ds: DataSource, seed: int) -> dict:
     if kind == "file": return {"sha256": sha256_file(Path(ds.path))}
     if kind == "folder":
         h = hashlib.sha256()
-        for f in sorted(x for x in Path(ds.path).rglob("*") if x.is_file() and not any(s.startswith(".") for s in x.relative_to(ds.path).parts)):
+        for f in sorted(x for x in Path(ds.path).rglob("*") if x.is_file()
+                        and not any(s.startswith(".") for s in x.relative_to(ds.path).parts)):
             h.update(f"{f.relative_to(ds.path)}\0{sha256_file(f)}\n".encode())
         return {"sha256": h.hexdigest()}
     if kind == "embedded":
@@ -560,14 +601,15 @@ def _formatted(res: SourceResult, tok, p: RunParams) -> list[dict]:
 
 # %% ../nbs/01_data.ipynb #93ab406d
 def heldout_rows(p: RunParams, tok) -> list[dict]:
-    "The held-out task rows (first turns and follow-ups), formatted as inference will prompt them (embedded sources only)."
+    "The held-out task rows (first turns and follow-ups), formatted as inference prompts them (embedded sources only)."
     if not any(d.path == "embedded:tasks" for d in p.datasets): return []
     from sft_demos.taskworld import task_rows
     out = []
     for r in task_rows("heldout", p.seed):
         msgs = from_messages(r)[:-1]
         if p.system_prompt: msgs = [{"role": "system", "content": p.system_prompt}] + msgs
-        out.append({"family": r["family"], "turn": r["turns"], "messages": msgs, "prompt": format_prompt(msgs, tok, p.prompt_format),
+        out.append({"family": r["family"], "turn": r["turns"], "messages": msgs,
+                    "prompt": format_prompt(msgs, tok, p.prompt_format),
                     "answer": r["messages"][-1]["content"]})
     return out
 
@@ -577,7 +619,8 @@ def row_audit(a: dict) -> dict:
     return {"tokens": a["tokens"], "trained_tokens": a["trained"], "assistant_turns": a["assistant_turns"],
             "trained_turns": a["trained_turns"], "turns": a["turns"]}
 
-ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source", "audit")  # what data/train.jsonl and eval.jsonl rows hold
+ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source",
+            "audit")  # what data/train.jsonl and eval.jsonl rows hold
 
 def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     "Read, adapt, mix, format and audit the recipe's datasets with tokenizer `tok`."
@@ -615,25 +658,32 @@ def _bad_summary(results: list[SourceResult], policy: str) -> dict:
             "examples": [{"source": r.label, "row": i, "reason": why} for r in results for i, why in r.bad][:50]}
 
 def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
-    "The provenance record: the base model (a GGUF file with its hash and package), per source where it came from, its content hash and the row and token counts."
+    "The provenance record: the base (a GGUF file: hash, package), each source's origin, content hash, rows, tokens."
     from datetime import datetime, timezone
     from sft_demos.model import model_provenance
     srcs = []
     for ds, res, pk, rs in zip(p.datasets, results, picked, rows):
-        srcs.append({"path": ds.path, "label": res.label, "kind": source_kind(ds.path), "schema": res.schema, "split": ds.split,
-                     "name": ds.name, "data_files": ds.data_files, **content_hash(ds, p.seed), "max_rows": ds.max_rows, "ratio": ds.ratio,
-                     "rows_read": res.rows_read, "rows_dropped_bad": len(res.bad), "rows_dropped_duplicate": dups[res.label],
-                     "rows_unused": len(rs) - len(pk), "rows_kept": len(pk), "tokens_kept": sum(r["tokens"] for r in pk)})
+        srcs.append({"path": ds.path, "label": res.label, "kind": source_kind(ds.path), "schema": res.schema,
+                     "split": ds.split,
+                     "name": ds.name, "data_files": ds.data_files, **content_hash(ds, p.seed), "max_rows": ds.max_rows,
+                     "ratio": ds.ratio,
+                     "rows_read": res.rows_read, "rows_dropped_bad": len(res.bad),
+                     "rows_dropped_duplicate": dups[res.label],
+                     "rows_unused": len(rs) - len(pk), "rows_kept": len(pk),
+                     "tokens_kept": sum(r["tokens"] for r in pk)})
     return {"seed": p.seed, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "recipe": p.recipe,
-            "prompt_format": p.prompt_format, "mix_by": p.mix_by, "mix_total": p.mix_total, "dedup": p.dedup, "bad_rows": p.bad_rows,
-            "eval_split_size": p.eval_split_size, "model": model_provenance(p), "sources": srcs, "train_rows": n_train, "eval_rows": n_eval}
+            "prompt_format": p.prompt_format, "mix_by": p.mix_by, "mix_total": p.mix_total, "dedup": p.dedup,
+            "bad_rows": p.bad_rows,
+            "eval_split_size": p.eval_split_size, "model": model_provenance(p), "sources": srcs, "train_rows": n_train,
+            "eval_rows": n_eval}
 
 # %% ../nbs/01_data.ipynb #bab949a6
 def write_outputs(run_dir: Path, d: Prepared) -> None:
     "Write the data files, the report and the provenance record into `run_dir`."
     run_dir = Path(run_dir)
     files = {"train": d.train, "eval": d.eval} | ({"heldout": d.heldout} if d.heldout else {})
-    d.provenance["outputs"] = {f"data/{k}.jsonl": sha256_file(write_jsonl(run_dir / "data" / f"{k}.jsonl", v)) for k, v in files.items()}
+    d.provenance["outputs"] = {f"data/{k}.jsonl": sha256_file(write_jsonl(run_dir / "data" / f"{k}.jsonl", v))
+                               for k, v in files.items()}
     (run_dir / "data_report.json").write_text(json.dumps(d.report, indent=2, ensure_ascii=False))
     (run_dir / "provenance.json").write_text(json.dumps(d.provenance, indent=2, ensure_ascii=False))
 

@@ -4,11 +4,11 @@
 
 # %% ../nbs/03b_distributed.ipynb #b11b5fbe
 from __future__ import annotations
-import argparse, dataclasses, os, re, subprocess, sys
+import dataclasses, os, re, subprocess, sys
 from dataclasses import dataclass
 from pathlib import Path
 import yaml
-from .params import ParamsError, RunParams, load_params, save_params
+from .params import ParamsError, RunParams, save_params
 from .util import resolve_dtype
 
 # %% auto #0
@@ -40,8 +40,10 @@ def check_launch(p: RunParams,  # the run's parameters
                  n_gpus: int | None = None,  # GPUs visible (checked against num_processes when given)
                 ):
     "Raise `ParamsError` when `p` cannot be launched over several processes as asked."
-    if p.num_processes < 2: raise ParamsError(f"num_processes={p.num_processes}: a single process trains in-process, not through accelerate")
-    if p.distributed_type not in ("ddp", "fsdp"): raise ParamsError(f"distributed_type={p.distributed_type!r}: expected ddp or fsdp")
+    if p.num_processes < 2:
+        raise ParamsError(f"num_processes={p.num_processes}: one process trains in-process, not through accelerate")
+    if p.distributed_type not in ("ddp", "fsdp"):
+        raise ParamsError(f"distributed_type={p.distributed_type!r}: expected ddp or fsdp")
     if on_gpu and n_gpus is not None and p.num_processes > n_gpus:
         raise ParamsError(f"num_processes={p.num_processes} but {n_gpus} GPU(s) are visible: one process per GPU")
     if p.distributed_type != "fsdp": return
@@ -57,7 +59,8 @@ def check_launch(p: RunParams,  # the run's parameters
             raise ParamsError(f"FSDP-QLoRA flattens each layer into one dtype: set torch_dtype={compute} to match "
                               f"bnb_4bit_quant_storage, got {torch_dtype}")
         if p.optim == "paged_adamw_8bit":
-            raise ParamsError("optim=paged_adamw_8bit fails when saving FSDP-QLoRA checkpoints; use adamw_torch or paged_adamw_32bit")
+            raise ParamsError("optim=paged_adamw_8bit fails when saving FSDP-QLoRA checkpoints; use adamw_torch or "
+                              "paged_adamw_32bit")
 
 # %% ../nbs/03b_distributed.ipynb #0dfb12c8
 def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
@@ -68,15 +71,18 @@ def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
     cfg = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP" if fsdp else "MULTI_GPU",
            "num_machines": 1, "machine_rank": 0, "num_processes": p.num_processes, "gpu_ids": "all",
            "main_process_port": 0,  # 0 = a free port
-           "rdzv_backend": "static", "same_network": True, "mixed_precision": "no",  # precision comes from the model dtypes and SFTConfig
+           "rdzv_backend": "static", "same_network": True,
+           "mixed_precision": "no",  # precision comes from the model dtypes and SFTConfig
            "downcast_bf16": "no", "use_cpu": not on_gpu, "debug": False}
     if fsdp:
         cfg["fsdp_config"] = {
-            "fsdp_version": 1, "fsdp_sharding_strategy": "FULL_SHARD", "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_version": 1, "fsdp_sharding_strategy": "FULL_SHARD",
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             **({"fsdp_transformer_layer_cls_to_wrap": fsdp_layer_cls(p)} if fsdp_layer_cls(p) else {}),
             "fsdp_use_orig_params": False, "fsdp_cpu_ram_efficient_loading": True, "fsdp_sync_module_states": True,
             "fsdp_activation_checkpointing": p.gradient_checkpointing, "fsdp_offload_params": False,
-            "fsdp_backward_prefetch": "BACKWARD_PRE", "fsdp_forward_prefetch": False, "fsdp_state_dict_type": "FULL_STATE_DICT"}
+            "fsdp_backward_prefetch": "BACKWARD_PRE", "fsdp_forward_prefetch": False,
+            "fsdp_state_dict_type": "FULL_STATE_DICT"}
     return cfg
 
 # %% ../nbs/03b_distributed.ipynb #a3ac4930

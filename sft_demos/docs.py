@@ -4,11 +4,12 @@
 
 # %% ../nbs/08_docs.ipynb #ca314fef
 from __future__ import annotations
-import argparse, ast, contextlib, copy, functools, html.parser, http.server, importlib, json, os, re, shutil
+import argparse, ast, contextlib, copy, html.parser, http.server, importlib, json, os, re, shutil
 import subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from configparser import ConfigParser
 from pathlib import Path
+from .util import md_table
 
 # %% auto #0
 __all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'CHROMIUM_FLAGS', 'settings', 'read_nb', 'split_directives',
@@ -36,17 +37,16 @@ def read_nb(path: Path):
         return nbformat.read(path, as_version=4)
 
 # %% ../nbs/08_docs.ipynb #6888809f
-_DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
-
 def split_directives(source: str  # a code cell's source
                     ) -> tuple[dict, str]:
-    "The cell's leading `#|` options as a dict, and its code without them."
-    lines, opts, i = source.split("\n"), {}, 0
-    while i < len(lines) and (not lines[i].strip() or _DIRECTIVE.match(lines[i])):
-        if m := _DIRECTIVE.match(lines[i]): opts[m.group(1)] = m.group(2)
-        i += 1
-    code = [l for l in lines[i:] if not re.search(r"#\|\s*hide_line\s*$", l)]
-    return opts, "\n".join(code).strip("\n")
+    "The cell's leading `#|` options as a dict (read by nbdev), and its code without them."
+    from fastcore.basics import AttrDict
+    from nbdev.process import extract_directives
+    cell = AttrDict(source=source, cell_type="code")
+    opts = {k.rstrip(":"): " ".join(v) for k, v in extract_directives(cell).items()}
+    lines = cell.source.split("\n")  # nbdev leaves Quarto's `key: value` options in place, for Quarto
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("#|")): lines.pop(0)
+    return opts, "\n".join(l for l in lines if not re.search(r"#\|\s*hide_line\s*$", l)).strip("\n")
 
 # %% ../nbs/08_docs.ipynb #a755728d
 def cell_view(opts: dict  # options from `split_directives`
@@ -108,7 +108,8 @@ def title_cell(nb) -> tuple[str | None, str | None]:
     "Replace a raw YAML front-matter cell by a `# title` / `> description` Markdown cell; return title and description."
     import nbformat, yaml
     cells = nb.cells
-    if cells and cells[0].cell_type == "raw" and (m := re.match(r"^---\s*\n(.*?)\n---\s*$", cells[0].source.strip(), re.S)):
+    if cells and cells[0].cell_type == "raw" and (m := re.match(r"^---\s*\n(.*?)\n---\s*$", cells[0].source.strip(),
+                                                                re.S)):
         fm = yaml.safe_load(m.group(1)) or {}
         title, desc = fm.get("title"), fm.get("description")
         cells[0] = nbformat.v4.new_markdown_cell(f"# {title}" + (f"\n\n> {desc}" if desc else "")) if title else None
@@ -156,7 +157,8 @@ def doc_markdown(obj,  # a function or class
     md = show_doc(obj, title_level=level)._repr_markdown_()
     lines = [l for l in md.strip().split("\n") if not l.startswith("[source](")]
     md = "\n".join(lines).strip().removeprefix("---").strip()
-    if isinstance(obj, type): md = md.replace(f"def {obj.__name__}(", f"class {obj.__name__}(", 1).replace(")->None:\n```", ")\n```", 1)
+    if isinstance(obj, type):
+        md = md.replace(f"def {obj.__name__}(", f"class {obj.__name__}(", 1).replace(")->None:\n```", ")\n```", 1)
     return md
 
 # %% ../nbs/08_docs.ipynb #b475d6b8
@@ -164,7 +166,8 @@ def exported_names(code: str) -> list[str]:
     "Public functions and classes defined at the top level of a cell."
     try: tree = ast.parse(code)
     except SyntaxError: return []
-    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and not n.name.startswith("_")]
 
 _warned = set()
 
@@ -177,7 +180,8 @@ def doc_cells(code: str, module: str, level: int) -> list:
             print(f"docs: no API entries from {module}: {e}", file=sys.stderr)
             _warned.add(module)
         return []
-    return [nbformat.v4.new_markdown_cell(doc_markdown(getattr(mod, n), level)) for n in exported_names(code) if hasattr(mod, n)]
+    return [nbformat.v4.new_markdown_cell(doc_markdown(getattr(mod, n), level)) for n in exported_names(code)
+            if hasattr(mod, n)]
 
 # %% ../nbs/08_docs.ipynb #07c4beae
 _KEEP_OUT = {"text/plain", "text/markdown", "text/html", "image/png", "image/jpeg", "image/svg+xml", "text/latex"}
@@ -220,11 +224,13 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
             cells.append(nbformat.v4.new_markdown_cell(src))
             continue
         opts, code = split_directives(c.source)
-        view, tags = cell_view(opts), [t for t in c.metadata.get("tags", []) if t in ("parameters", "injected-parameters")]
+        view, tags = cell_view(opts), [t for t in c.metadata.get("tags", [])
+                                       if t in ("parameters", "injected-parameters")]
         if view == "none" or not code.strip(): continue
         outputs = _clean_outputs(c.get("outputs", []))
         if opts.get("output") == "asis":  # Quarto: text outputs are Markdown
-            outputs = [nbformat.v4.new_output("display_data", {"text/markdown": o["text"]}) if o.get("output_type") == "stream" else o for o in outputs]
+            outputs = [nbformat.v4.new_output("display_data", {"text/markdown": o["text"]})
+                       if o.get("output_type") == "stream" else o for o in outputs]
         if mapper:
             for o in outputs:
                 if "text/markdown" in o.get("data", {}):
@@ -276,27 +282,27 @@ def nb_to_markdown(nb,  # a notebook processed with `style="github"`
                    assets: Path | None = None,  # folder for image outputs (None: images are left out)
                    assets_link: str = "",  # how the Markdown links that folder
                   ) -> str:
-    "GitHub Markdown of a processed, executed notebook."
-    import base64
-    parts = []
+    "GitHub Markdown of a processed, executed notebook, by nbconvert's Markdown exporter (stderr left out)."
+    from traitlets.config import Config
+    from nbconvert import MarkdownExporter
+    nb = copy.deepcopy(nb)
+    nb.metadata.setdefault("language_info", {"name": "python"})  # the code blocks' language
     for i, c in enumerate(nb.cells):
-        if c.cell_type == "markdown":
-            parts.append(c.source.strip())
-            continue
-        if "remove-input" not in c.metadata.get("tags", []): parts.append(f"```python\n{c.source.strip()}\n```")
-        for k, o in enumerate(c.get("outputs", [])):
-            if o.output_type == "stream" and o.name == "stdout" and o.text.strip(): parts.append(f"```\n{o.text.rstrip()}\n```")
-            elif o.output_type == "error": raise RuntimeError(f"cell {i} raised {o.ename}: {o.evalue}")
-            elif "data" in o:
-                d = o.data
-                if "text/markdown" in d: parts.append(d["text/markdown"].strip())
-                elif "image/png" in d and assets is not None:
-                    assets.mkdir(parents=True, exist_ok=True)
-                    name = f"cell{i}-{k}.png"
-                    (assets / name).write_bytes(base64.b64decode(d["image/png"]))
-                    parts.append(f"![]({assets_link}{name})")
-                elif "text/plain" in d and "image/png" not in d: parts.append(f"```\n{d['text/plain'].rstrip()}\n```")
-    return "\n\n".join(p for p in parts if p) + "\n"
+        if c.cell_type != "code": continue
+        if err := next((o for o in c.outputs if o.output_type == "error"), None):
+            raise RuntimeError(f"cell {i} raised {err.ename}: {err.evalue}")
+        c.outputs = [o for o in c.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    cfg = Config()
+    cfg.TagRemovePreprocessor.update(enabled=True, remove_input_tags={"remove-input"})
+    cfg.ExtractOutputPreprocessor.output_filename_template = "cell{cell_index}-{index}{extension}"
+    md, res = MarkdownExporter(config=cfg).from_notebook_node(
+        nb, resources={"output_files_dir": assets_link.rstrip("/")})
+    for name, data in res.get("outputs", {}).items():
+        if assets is None: md = re.sub(r"!\[[^\]]*\]\(" + re.escape(name) + r"\)\n?", "", md)
+        else:
+            assets.mkdir(parents=True, exist_ok=True)
+            (assets / Path(name).name).write_bytes(data)
+    return re.sub(r"\n{3,}", "\n\n", md).strip() + "\n"
 
 # %% ../nbs/08_docs.ipynb #b9e6d3c7
 README_HEADER = "<!-- Written by `make readme` from nbs/index.ipynb: edit the notebook, then run `make readme`. -->\n\n"
@@ -365,12 +371,14 @@ class SiteLinks:
         "Link mapper for the page at `page` (a path in the site's source folder)."
         def f(path: Path, anchor: str, img: bool):
             t = self.target(path)
-            if t is not None and (t.exists() or (t.suffix == ".ipynb" and path.exists())):  # notebook pages are written later
+            if t is not None and (t.exists()
+                                  or (t.suffix == ".ipynb" and path.exists())):  # notebook pages are written later
                 return os.path.relpath(t, page.parent) + (f"#{anchor}" if anchor else "")
             if img:
                 print(f"docs: image not found, left out: {path}", file=sys.stderr)
                 return None
-            if path.is_relative_to(self.root) and path.exists(): return self.web + path.relative_to(self.root).as_posix()
+            if path.is_relative_to(self.root) and path.exists():
+                return self.web + path.relative_to(self.root).as_posix()
             print(f"docs: link to a missing file, kept as text: {path}", file=sys.stderr)
             return None
         return f
@@ -389,7 +397,8 @@ def module_notebooks(nbs: Path) -> dict[str, str]:
 
 def api_page(lib: str, mods: dict[str, str]) -> str:
     "Markdown of the API reference page."
-    out = ["# API reference", "Every module of the package, with the signature and documented parameters of each public "
+    out = ["# API reference",
+           "Every module of the package, with the signature and documented parameters of each public "
            "function and class. Each notebook page shows the same entries next to the code that tests them."]
     for mod, nbname in sorted(mods.items()):
         try: m = importlib.import_module(f"{lib}.{mod}")
@@ -398,16 +407,17 @@ def api_page(lib: str, mods: dict[str, str]) -> str:
             continue
         names = [n for n in getattr(m, "__all__", []) if not n.startswith("_") and hasattr(m, n)]
         out.append(f"## `{lib}.{mod}`\n\nFrom [{nbname}]({nbname}): " + (m.__doc__ or "").strip().rstrip(".") + ".")
-        documented = [n for n in names if callable(getattr(m, n)) and getattr(getattr(m, n), "__module__", None) == m.__name__]
+        documented = [n for n in names if callable(getattr(m, n))
+                      and getattr(getattr(m, n), "__module__", None) == m.__name__]
         out += [doc_markdown(getattr(m, n), 3) for n in documented]
         consts = [n for n in names if n not in documented and not callable(getattr(m, n))]
         if consts:
-            rows = [f"| `{n}` | `{_short(repr(getattr(m, n)))}` |" for n in consts]
-            out.append("Other exported names:\n\n| name | value |\n|---|---|\n" + "\n".join(rows))
+            rows = [{"name": f"`{n}`", "value": f"`{_short(repr(getattr(m, n)))}`"} for n in consts]
+            out.append("Other exported names:\n\n" + md_table(rows))
     return "\n\n".join(out) + "\n"
 
 def _short(s: str, n: int = 80) -> str:
-    s = s.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    s = s.replace("`", "'").replace("\n", " ")
     return s if len(s) <= n else s[:n - 1] + "…"
 
 # %% ../nbs/08_docs.ipynb #3434ce1f
@@ -417,22 +427,24 @@ def runs_page(runs: list[Path], src: Path) -> str:
     out = ["# Runs", "Each run of `sft-demos run` leaves a folder under `runs/`: its parameters, the executed stage "
            "notebooks, logs, metrics, plots and its report; weights stay out of git. These are the committed ones."]
     if not runs: return "\n\n".join(out + ["No run has been committed yet: `make demo` makes one."]) + "\n"
-    rows = ["| run | recipe | stages | last train loss | steps |", "|---|---|---|---|---|"]
+    rows = []
     for r in reversed(runs):
         d = src / "runs" / r.name
         d.mkdir(parents=True, exist_ok=True)
-        (d / "report.md").write_text((r / "report.md").read_text() if (r / "report.md").is_file() else report_markdown(r))
+        (d / "report.md").write_text((r / "report.md").read_text() if (r / "report.md").is_file()
+                                     else report_markdown(r))
         for f in r.iterdir():
             if f.suffix.lower() in RUN_FILES: shutil.copy2(f, d / f.name)
         st = json.loads((r / "status.json").read_text()).get("stages", {}) if (r / "status.json").is_file() else {}
         try:
             h = read_run(r).history
-            loss, steps = (f"{h.loss.dropna().iloc[-1]:.4g}", int(h.step.max())) if "loss" in h else ("—", "—")
-        except FileNotFoundError: loss, steps = "—", "—"
-        stages = ", ".join(k for k, v in st.items() if v.get("state") == "done") or "—"
-        rows.append(f"| [{r.name}]({r.name}/report.md) | {run_recipe(r)} | {stages} | {loss} | {steps} |")
+            loss, steps = (float(h.loss.dropna().iloc[-1]), int(h.step.max())) if "loss" in h else (None, None)
+        except FileNotFoundError: loss, steps = None, None
+        stages = ", ".join(k for k, v in st.items() if v.get("state") == "done") or None
+        rows.append({"run": f"[{r.name}]({r.name}/report.md)", "recipe": run_recipe(r), "stages": stages,
+                     "last train loss": loss, "steps": steps})
     toc = "```{toctree}\n:hidden:\n\n" + "\n".join(f"{r.name}/report" for r in reversed(runs)) + "\n```"
-    return "\n\n".join(out + ["\n".join(rows), toc]) + "\n"
+    return "\n\n".join(out + [md_table(rows), toc]) + "\n"
 
 # %% ../nbs/08_docs.ipynb #57ac0e9c
 def conf_py(cfg: dict) -> str:
@@ -444,7 +456,8 @@ extensions = ["myst_nb"]
 exclude_patterns = ["_build", ".doctrees", "**.ipynb_checkpoints"]
 html_theme = "sphinx_book_theme"
 html_title = {cfg["title"]!r}
-html_theme_options = {{"repository_url": {cfg.get("git_url", "")!r}, "use_repository_button": True, "show_toc_level": 2}}
+html_theme_options = {{"repository_url": {cfg.get("git_url", "")!r}, "use_repository_button": True,
+                      "show_toc_level": 2}}
 html_last_updated_fmt = None
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
@@ -490,7 +503,8 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     log(f"executing {', '.join(todo)}")
     t0 = time.time()
     with ThreadPoolExecutor(2) as ex:
-        executed = dict(zip(todo, ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs, skip_flags=("gpu", "slow")), todo)))
+        executed = dict(zip(todo,
+                            ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs, skip_flags=("gpu", "slow")), todo)))
     log(f"executed in {time.time() - t0:.0f}s")
     (src / "runs").mkdir()
     (src / "runs" / "index.md").write_text(runs_page(runs, src))  # first: pages link run images
@@ -500,18 +514,21 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
         if n in executed: nb, base = executed[n], nbs
         elif n in stage_nbs and (copy_ := run_copy(n, runs)):
             nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_)), nbs
-            note = (f"The outputs on this page are those of the cells marked `#| stage`, as executed in the committed run "
-                    f"[{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
+            note = ("The outputs on this page are those of the cells marked `#| stage`, as executed in the committed "
+                    f"run [{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
         else:
             nb, base = read_nb(nbs / n), nbs
             if any(c.cell_type == "code" for c in nb.cells):
-                note = ("This page shows the notebook's code without outputs; open `nbs/" + n + "` in Jupyter and run it "
-                        "to see them." + (" A committed run's executed copy replaces it once one exists." if n in stage_nbs else ""))
+                note = ("This page shows the notebook's code without outputs; open `nbs/" + n
+                        + "` in Jupyter and run it "
+                        "to see them."
+                        + (" A committed run's executed copy replaces it once one exists." if n in stage_nbs else ""))
         page = process_nb(nb, base, links.mapper(src / n))
         if note: page.cells.insert(1, _note(note))
         if n == readme_nb:
             others = [Path(x).stem for x in names if x != readme_nb]
-            page.cells.append(nbformat.v4.new_markdown_cell(_toctree("Notebooks", others) + "\n\n" + _toctree("Reference", ["api", "runs/index"])))
+            page.cells.append(nbformat.v4.new_markdown_cell(_toctree("Notebooks", others) + "\n\n"
+                                                            + _toctree("Reference", ["api", "runs/index"])))
             nbformat.write(page, src / "index.ipynb")
         else: nbformat.write(page, src / n)
         docs.append(n)
@@ -520,7 +537,8 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     log(f"sphinx: {len(docs)} notebooks, {len(runs)} runs -> {out}")
     t0 = time.time()
     html = src / "_build" / "html"  # myst-nb writes beside the output folder, so build inside src and copy
-    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d", str(src / ".doctrees"),
+    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d",
+                        str(src / ".doctrees"),
                         str(src), str(html)], capture_output=True, text=True)
     if r.returncode: raise RuntimeError(f"sphinx failed:\n{r.stdout}\n{r.stderr}")
     if out.exists(): shutil.rmtree(out)
@@ -546,7 +564,8 @@ def serve(folder: Path):
         srv.server_close()
 
 # %% ../nbs/08_docs.ipynb #f2160528
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 
 def browser() -> str:
@@ -605,7 +624,8 @@ def page_problems(dom: str) -> tuple[dict, list[str]]:
         if m := re.search(r"^\s*#\|.*$", block, re.M): problems.append(f"cell option in code: {m.group(0).strip()!r}")
     for pat, what in [(r":::", "fenced div"), (r"\{\.callout", "callout"), (r"#\|\s*[\w-]+", "cell option"),
                       (r"^---\s*$\s*^(title|description):", "front matter")]:
-        if m := re.search(pat, text, re.M): problems.append(f"{what} in text: {text[max(0, m.start() - 40):m.end() + 40]!r}")
+        if m := re.search(pat, text, re.M):
+            problems.append(f"{what} in text: {text[max(0, m.start() - 40):m.end() + 40]!r}")
     return {"title": p.title.strip(), "ids": p.ids, "imgs": p.imgs}, problems
 
 # %% ../nbs/08_docs.ipynb #9ca7a616
@@ -647,14 +667,16 @@ def check_site(out: Path | None = None,  # built site folder (default: `_docs/` 
 # %% ../nbs/08_docs.ipynb #55ec6bab
 def main(argv: list[str] | None = None) -> int:
     "`python -m sft_demos.docs readme|site|check`."
-    ap = argparse.ArgumentParser(prog="python -m sft_demos.docs", description="Build README.md and the docs site from the notebooks.")
+    ap = argparse.ArgumentParser(prog="python -m sft_demos.docs",
+                                 description="Build README.md and the docs site from the notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("readme", help="write README.md from nbs/index.ipynb (executed)")
     s = sub.add_parser("site", help="build the docs site into _docs/")
     s.add_argument("--out", help="output folder (default: _docs)")
     s.add_argument("--src", help="source folder written for Sphinx (default: _proc)")
     s.add_argument("--runs", help="folder of committed runs (default: runs)")
-    s.add_argument("--execute", help=f"comma-separated notebooks to execute (default: {','.join(SITE_EXECUTE)}); 'none' for none")
+    s.add_argument("--execute",
+                   help=f"comma-separated notebooks to execute (default: {','.join(SITE_EXECUTE)}); 'none' for none")
     c = sub.add_parser("check", help="load every page of the built site in headless Chromium and check it")
     c.add_argument("--out", help="site folder (default: _docs)")
     c.add_argument("--shots", help="folder for screenshots")

@@ -4,10 +4,10 @@
 
 # %% ../nbs/02_model.ipynb #7748a9d2
 from __future__ import annotations
-import hashlib, json, math, os, shutil, string, time
+import json, os, time
 from functools import lru_cache
 from pathlib import Path
-from .params import LORA_TARGETS, ParamsError, RunParams, load_params
+from .params import ParamsError, RunParams
 from .util import sha256_file, torch_dtype
 from .embedded import cache_key, cache_root, cached_build, embedded_path, embedded_tokenizer_path
 
@@ -51,7 +51,7 @@ def bnb_config(p: RunParams):
 
 # %% ../nbs/02_model.ipynb #ebe7650f
 def base_path(p: RunParams) -> str:
-    "Hub id or local folder of the run's base model; an `embedded:` base is built, a GGUF file converted (once, cached) first."
+    "Hub id or local folder of the run's base; an `embedded:` base is built, a GGUF file converted (once, cached)."
     name = p.model_name_or_path
     if name.startswith("embedded:"): return str(embedded_path(name.split(":", 1)[1]))
     return str(gguf_path(name)) if is_gguf(name) else name
@@ -72,13 +72,15 @@ def gguf_file(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf
     import importlib.util
     if not name.startswith(GGUF_PREFIX):
         if not Path(name).expanduser().is_file():
-            raise FileNotFoundError(f"model_name_or_path={name}: no such GGUF file; give the path of a .gguf file, or {GGUF_PREFIX}<package>/<file>.gguf")
+            raise FileNotFoundError(f"model_name_or_path={name}: no such GGUF file; give the path of a .gguf file, or "
+                                    f"{GGUF_PREFIX}<package>/<file>.gguf")
         return Path(name).expanduser().resolve()
     pkg, _, rel = name[len(GGUF_PREFIX):].partition("/")
     try: spec = importlib.util.find_spec(pkg)
     except (ImportError, ValueError): spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip install {pkg.replace('_', '-')}")
+        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip install "
+                          f"{pkg.replace('_', '-')}")
     d = Path(next(iter(spec.submodule_search_locations)))
     if not rel.endswith(".gguf") or not (d / rel).is_file():
         there = sorted(str(f.relative_to(d)) for f in d.rglob("*.gguf"))
@@ -121,19 +123,22 @@ def _gguf_architecture(f: Path) -> str:
 def _require_gguf(f: Path):
     "Raise `ParamsError` with the fix when the `gguf` package (transformers' GGUF reader) is missing."
     try: import gguf  # noqa: F401
-    except ImportError: raise ParamsError(f"{f}: reading a GGUF file needs the gguf package; pip install gguf") from None
+    except ImportError:
+        raise ParamsError(f"{f}: reading a GGUF file needs the gguf package; pip install gguf") from None
 
 # %% ../nbs/02_model.ipynb #bef5fe4a
 def convert_gguf(f: Path,  # a .gguf file
                  out: Path,  # folder to write (created)
                  log=print,  # where progress lines go
                 ) -> Path:
-    "Dequantize GGUF file `f` into a transformers folder: float32 safetensors, config without `quantization_config`, tokenizer."
+    "Dequantize GGUF file `f` into a transformers folder: float32 safetensors, unquantized config, tokenizer."
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     _require_gguf(f)
     t0, kw = time.time(), dict(gguf_file=f.name)
-    try: tok, gm = AutoTokenizer.from_pretrained(str(f.parent), **kw), AutoModelForCausalLM.from_pretrained(str(f.parent), **kw)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(f.parent), **kw)
+        gm = AutoModelForCausalLM.from_pretrained(str(f.parent), **kw)
     except (ValueError, NotImplementedError) as e:
         raise ParamsError(f"{f}: transformers cannot read this GGUF (architecture '{_gguf_architecture(f)}'): {e} "
                           "Use a GGUF of an architecture transformers reads, or the model's Hub id or folder.") from e
@@ -146,7 +151,8 @@ def convert_gguf(f: Path,  # a .gguf file
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    log(f"{f.name}: {cfg.model_type}, {model.num_parameters() / 1e6:.1f}M parameters, converted in {time.time() - t0:.0f}s")
+    log(f"{f.name}: {cfg.model_type}, {model.num_parameters() / 1e6:.1f}M parameters, converted in "
+        f"{time.time() - t0:.0f}s")
     return Path(out)
 
 # %% ../nbs/02_model.ipynb #faf78f59
@@ -160,12 +166,14 @@ def gguf_path(name: str,  # `gguf:<package>/<file>.gguf`, or the path of a `.ggu
         log(f"converting {f} into the cache (once; later runs reuse it)")
         convert_gguf(f, tmp, log)
         (tmp / "gguf_source.json").write_text(json.dumps({"model_name_or_path": name, **prov}, indent=2))
-    return cached_build(cache_root() / "gguf" / f"{f.stem}-{cache_key(GGUF_VERSION, prov['sha256'])}", "gguf_source.json", build, log)
+    return cached_build(cache_root() / "gguf" / f"{f.stem}-{cache_key(GGUF_VERSION, prov['sha256'])}",
+                        "gguf_source.json", build, log)
 
 # %% ../nbs/02_model.ipynb #c5a62b04
 def _hub_kwargs(p: RunParams) -> dict:
     kw = {"trust_remote_code": p.trust_remote_code}
-    if p.revision and not (p.model_name_or_path.startswith("embedded:") or is_gguf(p.model_name_or_path)): kw["revision"] = p.revision
+    if p.revision and not (p.model_name_or_path.startswith("embedded:") or is_gguf(p.model_name_or_path)):
+        kw["revision"] = p.revision
     return kw
 
 def load_tokenizer(p: RunParams,  # the run's parameters
@@ -174,9 +182,11 @@ def load_tokenizer(p: RunParams,  # the run's parameters
     "The tokenizer of the run's base model, with a pad token that is not EOS when the vocabulary allows it."
     from transformers import AutoTokenizer
     name = p.model_name_or_path
-    if path is None: path = embedded_tokenizer_path(name.split(":", 1)[1]) if name.startswith("embedded:") else base_path(p)
+    if path is None:
+        path = embedded_tokenizer_path(name.split(":", 1)[1]) if name.startswith("embedded:") else base_path(p)
     tok = AutoTokenizer.from_pretrained(str(path), **_hub_kwargs(p))
-    if tok.pad_token is None or tok.pad_token == tok.eos_token:  # pad == EOS: a collator masking pad ids never trains EOS
+    # pad == EOS: a collator that masks pad ids would never train EOS
+    if tok.pad_token is None or tok.pad_token == tok.eos_token:
         tok.pad_token = tok.unk_token if tok.unk_token not in (None, tok.eos_token) else tok.eos_token
     return tok
 
@@ -206,7 +216,8 @@ def load_base(p: RunParams,  # the run's parameters
     from contextlib import nullcontext
     from transformers import AutoModelForCausalLM
     quantized, path = p.load_in_4bit if quantized is None else quantized, str(path or base_path(p))
-    kw = dict(dtype=model_dtype(p), device_map=device_map(p), attn_implementation=p.attn_implementation, **_hub_kwargs(p))
+    kw = dict(dtype=model_dtype(p), device_map=device_map(p), attn_implementation=p.attn_implementation,
+              **_hub_kwargs(p))
     if quantized: kw["quantization_config"] = bnb_config(p)
     with _falcon_as_linear(path, p) if quantized else nullcontext():
         try: return AutoModelForCausalLM.from_pretrained(path, **kw)
@@ -241,7 +252,8 @@ def lora_targets(model,  # the loaded base
                 ) -> str | list[str]:
     "peft `target_modules` for `targets`; raise `ParamsError` for a name that matches no module."
     if "all-linear" in targets:
-        if len(targets) > 1: raise ParamsError(f"lora_target_modules: 'all-linear' cannot be combined with names, got {targets}")
+        if len(targets) > 1:
+            raise ParamsError(f"lora_target_modules: 'all-linear' cannot be combined with names, got {targets}")
         return "all-linear"
     names = [n for n, _ in model.named_modules()]
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
@@ -265,7 +277,8 @@ def keep_trainable_4bit(model):
         if not hasattr(m, "support_avx512bf16_for_cpu"): continue
         if getattr(getattr(m.weight, "quant_state", None), "packing_format_for_cpu", False):
             raise ValueError(f"{name}: this 4-bit model already ran an inference pass that repacked its weights for "
-                             "CPU inference; training it would get wrong gradients. Load a fresh model with load_base().")
+                             "CPU inference; training it would get wrong gradients. Load a fresh model with "
+                             "load_base().")
         m.support_avx512bf16_for_cpu = False
     return model
 
@@ -289,10 +302,12 @@ def tiny_config(family: str,  # a key of `LORA_TARGETS`
     from transformers import AutoConfig
     kw = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if family == "falcon":
-        return AutoConfig.for_model("falcon", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, new_decoder_architecture=False, **kw)
+        return AutoConfig.for_model("falcon", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                    new_decoder_architecture=False, **kw)
     if family == "mpt":
         return AutoConfig.for_model("mpt", d_model=64, n_layers=2, n_heads=4, expansion_ratio=2, max_seq_len=64, **kw)
-    return AutoConfig.for_model(family, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    return AutoConfig.for_model(family, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=2,
                                 intermediate_size=128, max_position_embeddings=64, **kw)
 
 # %% ../nbs/02_model.ipynb #d9daf7c9
@@ -330,7 +345,8 @@ def load_finetuned(p: RunParams,  # the run's parameters
     "A fresh base with the run's trained adapter, or the merged model."
     from peft import PeftModel
     run_dir = Path(run_dir)
-    if not (run_dir / "adapter").exists(): raise FileNotFoundError(f"{run_dir}/adapter not found: run the train stage first")
+    if not (run_dir / "adapter").exists():
+        raise FileNotFoundError(f"{run_dir}/adapter not found: run the train stage first")
     if merged:
         if (run_dir / "merged" / "config.json").exists(): return load_base(p, quantized=False, path=run_dir / "merged")
         return merge_adapter(p, run_dir / "adapter")

@@ -20,18 +20,19 @@ __all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGE
 class DataSource:
     "One instruction dataset in a run's mix."
     path: str  # Hub dataset id, a local file (jsonl/json/csv/parquet), a local folder, or `embedded:tasks`
-    schema: str = "auto"  # auto (from the columns), guanaco, dolphin, platypus, alpaca, messages, sharegpt, prompt_completion
+    schema: str = "auto"  # auto (by columns), guanaco, dolphin, platypus, alpaca, messages, sharegpt, prompt_completion
     split: str = "train"  # split to read
     ratio: float = 1.0  # share of the mix; ratios are normalised over all sources
     max_rows: int | None = None  # read only the first N rows (as the seed did); None reads all
     name: str | None = None  # dataset config name on the Hub, if it has several
-    data_files: str | None = None  # one file of a Hub repo that holds several (dolphin's flan1m-alpaca-uncensored.jsonl)
+    data_files: str | None = None  # one file of a Hub repo holding several (dolphin's flan1m-alpaca-uncensored.jsonl)
     revision: str | None = None  # Hub revision (branch, tag or commit) to pin
 
 # %% ../nbs/00_params.ipynb #fe14de9c
 SEED_PROMPTS = [
     "You are a helpful assistant. Write me a numbered list of things to do in New York City.\n",
-    "You are a helpful assistant. Write a short email inviting my friends to a dinner party on Friday. Respond succinctly.\n",
+    "You are a helpful assistant. Write a short email inviting my friends to a dinner party on Friday. Respond "
+    "succinctly.\n",
     "You are a helpful assistant. Tell me a recipe for vegan banana bread.\n",
 ]
 
@@ -65,12 +66,14 @@ class RunParams:
     "Everything one run needs; defaults are the embedded tiny-cpu run."
     # Run
     recipe: str = "tiny-cpu"  # recipe this run came from
-    description: str = "Embedded default: a tiny Llama pretrained here, QLoRA SFT on CPU, offline in minutes"  # one line for `sft-demos recipes`
+    # one line for `sft-demos recipes`
+    description: str = "Embedded default: a tiny Llama pretrained here, QLoRA SFT on CPU, offline in minutes"
     seed: int = 42  # seeds data shuffling, initialisation and training
     runs_dir: str = "runs"  # parent folder of run folders
-    stages: list[str] = field(default_factory=lambda: ["data", "train", "eval", "profile", "report"])  # stages to run, in order
+    stages: list[str] = field(default_factory=lambda: ["data", "train", "eval", "profile",
+                                                       "report"])  # stages to run, in order
     # Model
-    model_name_or_path: str = "embedded:tiny-llama"  # Hub id, local folder, or `embedded:tiny-llama` (built and cached here)
+    model_name_or_path: str = "embedded:tiny-llama"  # Hub id, local folder, or `embedded:tiny-llama` (built here)
     model_family: str = "auto"  # llama, mistral, qwen2, falcon, mpt; auto = from the name, else from the config
     revision: str | None = None  # Hub revision to pin
     trust_remote_code: bool = False  # off unless a recipe turns it on
@@ -86,10 +89,11 @@ class RunParams:
     lora_r: int = 16  # adapter rank
     lora_alpha: int = 32  # scaling numerator (scale = alpha / r)
     lora_dropout: float = 0.05  # dropout on the adapter input
-    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # all-linear, attention, attention+mlp, or module names
+    # all-linear, attention, attention+mlp, or module names
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     # Data
     datasets: list[DataSource] = field(default_factory=lambda: [DataSource("embedded:tasks")])  # the mix
-    prompt_format: str = "chat_template"  # chat_template, plain (the seed's prompt\nresponse), guanaco (### Human/### Assistant)
+    prompt_format: str = "chat_template"  # chat_template, plain (the seed's prompt\nresponse), guanaco (### Human)
     system_prompt: str | None = None  # system turn added to rows that have none
     mix_by: str = "rows"  # rows or tokens: what the ratios share out
     mix_total: int | None = None  # total rows (or tokens) of the mix; None = as many as the ratios allow
@@ -111,7 +115,8 @@ class RunParams:
     optim: str = "adamw_torch"  # transformers optimizer name (paged_adamw_32bit needs CUDA)
     gradient_checkpointing: bool = False  # trade compute for activation memory
     packing: bool = False  # pack sequences padding-free (no cross-sample attention)
-    train_on: str = "assistant"  # tokens with loss: assistant (every answer + its end-of-turn token), last (last answer), all (whole text)
+    # tokens with loss: assistant (every answer + its end-of-turn token), last (the last answer), all (the whole text)
+    train_on: str = "assistant"
     logging_steps: int = 5  # log every N steps
     save_steps: int = 50  # checkpoint every N steps
     save_total_limit: int | None = 2  # keep the newest N checkpoints
@@ -124,7 +129,7 @@ class RunParams:
     eval_tasks: list[str] = field(default_factory=lambda: list(LEADERBOARD_TASKS))  # lm-eval task names
     eval_num_fewshot: dict[str, int] = field(default_factory=dict)  # per-task shots; leaderboard shots when absent
     eval_limit: int | None = None  # rows per task (None = all)
-    eval_data: str = "embedded"  # embedded (bundled offline mini-sets), hub, or a local folder laid out like the Hub repos
+    eval_data: str = "embedded"  # embedded (bundled offline mini-sets), hub, or a local folder laid out as on the Hub
     eval_batch_size: int = 8  # lm-eval batch size
     eval_base: bool = True  # also score the base model, for the delta
     example_prompts: list[str] = field(default_factory=lambda: list(SEED_PROMPTS))  # prompts for samples.md
@@ -133,11 +138,13 @@ class RunParams:
     temperature: float = 0.7  # sampling temperature when do_sample
     top_p: float = 0.95  # nucleus sampling when do_sample
     # Profiling
-    profile_variants: list[str] = field(default_factory=lambda: ["4bit_adapter", "merged", "merged_4bit", "static_compile"])  # generation variants
+    profile_variants: list[str] = field(default_factory=lambda: ["4bit_adapter", "merged", "merged_4bit",
+                                                                 "static_compile"])  # generation variants
     profile_new_tokens: int = 50  # new tokens per timed generation
     profile_repeats: int = 3  # timed repeats after warm-up
     profile_train_steps: int = 3  # timed optimizer steps (after one warm-up step) of the run's training setup; 0 = skip
-    profile_train_modes: list[str] = field(default_factory=lambda: ["qlora"])  # qlora (4-bit base) and/or lora (base in torch_dtype)
+    # qlora (4-bit base) and/or lora (the base in torch_dtype)
+    profile_train_modes: list[str] = field(default_factory=lambda: ["qlora"])
 
 # %% ../nbs/00_params.ipynb #9a587602
 class ParamsError(ValueError):
@@ -178,7 +185,8 @@ def check_type(value, tp, where: str):
     raise ParamsError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
 
 # %% ../nbs/00_params.ipynb #c4ddc91a
-RENAMED = {"completion_only_loss": "'train_on': false -> all (the whole text), true -> last (the last answer) or assistant (every answer)"}
+RENAMED = {"completion_only_loss": "'train_on': false -> all (the whole text), true -> last (the last answer) or "
+           "assistant (every answer)"}
 
 def build(cls, d: dict, where: str):
     "Build dataclass `cls` from mapping `d`; unknown keys and wrong types raise `ParamsError` naming `where`."
@@ -195,9 +203,11 @@ def build(cls, d: dict, where: str):
 # %% ../nbs/00_params.ipynb #820813bb
 CHOICES = {
     "model_family": ["auto", *LORA_TARGETS], "attn_implementation": ["eager", "sdpa", "flash_attention_2"],
-    "bnb_4bit_quant_type": ["nf4", "fp4"], "prompt_format": ["chat_template", "plain", "guanaco"], "train_on": ["assistant", "last", "all"],
+    "bnb_4bit_quant_type": ["nf4", "fp4"], "prompt_format": ["chat_template", "plain", "guanaco"],
+    "train_on": ["assistant", "last", "all"],
     "mix_by": ["rows", "tokens"], "bad_rows": ["fail", "drop"], "distributed_type": ["auto", "ddp", "fsdp"],
-    "bnb_4bit_compute_dtype": ["auto", "bfloat16", "float16", "float32"], "torch_dtype": ["auto", "bfloat16", "float16", "float32"],
+    "bnb_4bit_compute_dtype": ["auto", "bfloat16", "float16", "float32"],
+    "torch_dtype": ["auto", "bfloat16", "float16", "float32"],
     "bnb_4bit_quant_storage": ["uint8", "bfloat16", "float16", "float32"],
 }
 SCHEMAS = ["auto", "guanaco", "dolphin", "platypus", "alpaca", "messages", "sharegpt", "prompt_completion"]
@@ -220,9 +230,11 @@ def _resolve(self: RunParams, where: str = "params") -> RunParams:
         if d.ratio <= 0: raise ParamsError(f"{where}: datasets[{i}].ratio must be > 0, got {d.ratio}")
     for s in p.stages: _check_choice("stage", s, STAGES, f"{where}: stages")
     if not p.datasets: raise ParamsError(f"{where}: datasets is empty; name at least one source")
-    for k in ["lora_r", "lora_alpha", "max_length", "per_device_train_batch_size", "num_processes", "profile_new_tokens", "profile_repeats"]:
+    for k in ["lora_r", "lora_alpha", "max_length", "per_device_train_batch_size", "num_processes",
+              "profile_new_tokens", "profile_repeats"]:
         if getattr(p, k) < 1: raise ParamsError(f"{where}: {k} must be >= 1, got {getattr(p, k)}")
-    if not 0 <= p.eval_split_size < 1: raise ParamsError(f"{where}: eval_split_size must be in [0, 1), got {p.eval_split_size}")
+    if not 0 <= p.eval_split_size < 1:
+        raise ParamsError(f"{where}: eval_split_size must be in [0, 1), got {p.eval_split_size}")
     # derived values
     if p.model_family == "auto": p.model_family = family_from_name(p.model_name_or_path)
     p.lora_target_modules = expand_targets(p.lora_target_modules, p.model_family, where)
@@ -281,7 +293,8 @@ def read_recipe(path: Path) -> dict:
     "Read a recipe's overrides as a mapping."
     try: d = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(d, dict): raise ParamsError(f"{path}: a recipe must be a mapping of key: value, got {type(d).__name__}")
+    if not isinstance(d, dict):
+        raise ParamsError(f"{path}: a recipe must be a mapping of key: value, got {type(d).__name__}")
     return d
 
 # %% ../nbs/00_params.ipynb #8698f44c

@@ -54,7 +54,8 @@ def upstream_cache(p: RunParams,  # the run's parameters
         text = (Path(t) / "params.yaml").read_text()
     key = hashlib.sha256(f"{text}\0{code_key()}".encode()).hexdigest()[:12]
     def build(d: Path):
-        log(f"running {', '.join(needs)} for {p.recipe or 'the notebook'} into the scratch cache (once; later notebook runs reuse it)")
+        log(f"running {', '.join(needs)} for {p.recipe or 'the notebook'} into the scratch cache (once; later notebook "
+            "runs reuse it)")
         save_params(p, d / "params.yaml")
         for s in needs:
             mod, fn = STAGE_FUNCS[s].split(":")
@@ -71,7 +72,8 @@ def stage_dir(run_dir: str,  # the notebook's `run_dir` parameter; empty when ru
     if run_dir: return Path(run_dir)
     import tempfile
     d = Path(tempfile.mkdtemp(prefix=f"sft-demos-{stage}-"))
-    if needs: shutil.copytree(upstream_cache(p, list(needs)), d, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    if needs: shutil.copytree(upstream_cache(p, list(needs)), d, dirs_exist_ok=True,
+                              ignore=shutil.ignore_patterns(".complete"))
     save_params(p, d / "params.yaml")
     return d
 
@@ -187,12 +189,12 @@ def runner_env(env: dict | None = None  # environment to update (default: this p
     return env
 
 # %% ../nbs/07_pipeline.ipynb #9f88e7f1
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own start-up chatter (the local TCP notice) stays out of the terminal
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's start-up chatter stays out of the terminal
 
 def execute_stage(stage: str,  # stage name
                   notebook: Path,  # stage notebook to execute
                   run_dir: Path,  # run folder; the executed notebook is written here
-                  params_path: Path,  # resolved params.yaml passed as the `recipe` parameter
+                  params_path: Path,  # resolved params.yaml passed as the `params_from` parameter
                   echo: bool = True,  # stream the stage's printed output (progress) to this terminal
                  ) -> Path:
     "Execute the stage cells of one notebook with papermill into `run_dir`; raise `StageFailed` on error."
@@ -202,8 +204,9 @@ def execute_stage(stage: str,  # stage name
     nb = stage_only(nbformat.read(notebook, as_version=4), Path(notebook).name)
     streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if echo else {}
     try:
-        with mock.patch.dict(os.environ, runner_env(dict(os.environ))):  # the kernel inherits them; this process keeps its own
-            pm.execute_notebook(nb, str(out), parameters={"recipe": str(params_path), "run_dir": str(run_dir)},
+        with mock.patch.dict(os.environ,
+                             runner_env(dict(os.environ))):  # the kernel inherits them; this process keeps its own
+            pm.execute_notebook(nb, str(out), parameters={"params_from": str(params_path), "run_dir": str(run_dir)},
                                 kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False,
                                 extra_arguments=KERNEL_ARGS, **streams)
     except pm.PapermillExecutionError as e:
@@ -232,7 +235,8 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
     "Run the pipeline for a recipe; returns the run folder."
     if resume:
         run_dir = Path(resume)
-        if not (run_dir / "params.yaml").exists(): raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
+        if not (run_dir / "params.yaml").exists():
+            raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
         if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set cannot change it")
         p = load_params(str(run_dir / "params.yaml"))
     else:
@@ -243,7 +247,8 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
     if not resume:
         run_dir = new_run_dir(p.runs_dir, p.recipe)
         save_params(p, run_dir / "params.yaml")
-        (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe, *[f"--set {s}" for s in sets]]) + "\n")
+        (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe, *[f"--set {s}" for s in sets]])
+                                             + "\n")
     run_dir = run_dir.resolve()
     status = read_status(run_dir)
     status.update(recipe=p.recipe, run_dir=str(run_dir))
@@ -258,7 +263,8 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
             k = 1
             while (old := run_dir / f"{nb.stem}.failed-{k}.ipynb").exists(): k += 1
             out.rename(old)
-        status["stages"][stage] = {"state": "running", "notebook": nb.name, "started": datetime.now(timezone.utc).isoformat()}
+        status["stages"][stage] = {"state": "running", "notebook": nb.name,
+                                   "started": datetime.now(timezone.utc).isoformat()}
         write_status(run_dir, status)
         log(f"[{stage}] executing {nb.name}")
         t0 = time.time()
@@ -277,20 +283,26 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
 # %% ../nbs/07_pipeline.ipynb #2724cb45
 SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, imported only when used
     "compare": ("sft_demos.report:compare_main", "overlay the loss curves of several runs"),
-    "bench": ("sft_demos.bench:bench_main", "benchmark training throughput, serving variants, and time to quality against the seed's recipe"),
+    "bench": ("sft_demos.bench:bench_main",
+              "benchmark training throughput, serving variants, and time to quality against the seed's recipe"),
 }
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="sft-demos", description="QLoRA supervised finetuning, run as papermill-executed notebooks.")
+    ap = argparse.ArgumentParser(prog="sft-demos",
+                                 description="QLoRA supervised finetuning, run as papermill-executed notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run the pipeline for a recipe", description="Run the stages of a recipe into a new runs/<time>_<recipe>/ folder.")
-    r.add_argument("recipe", nargs="?", default="tiny-cpu", help="recipe name (see `sft-demos recipes`) or path to a YAML file")
-    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override one parameter (repeatable); VALUE is YAML")
+    r = sub.add_parser("run", help="run the pipeline for a recipe",
+                       description="Run the stages of a recipe into a new runs/<time>_<recipe>/ folder.")
+    r.add_argument("recipe", nargs="?", default="tiny-cpu",
+                   help="recipe name (see `sft-demos recipes`) or path to a YAML file")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter (repeatable); VALUE is YAML")
     r.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGES)}")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its own folder")
     r.add_argument("--runs-dir", help="parent folder of run folders (default: the recipe's runs_dir, 'runs')")
-    sub.add_parser("recipes", help="list the packaged recipes", description="List the packaged recipes with a one-line description.")
+    sub.add_parser("recipes", help="list the packaged recipes",
+                   description="List the packaged recipes with a one-line description.")
     for name, (_, help) in SUBCOMMANDS.items(): sub.add_parser(name, help=help, add_help=False)
     return ap
 

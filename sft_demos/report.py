@@ -8,8 +8,8 @@ import argparse, ast, json, os, re, shutil, sys, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
-from .params import RunParams, load_params, save_params
-from .util import flatten_keys, fmt_value, md_cell, md_json, md_records, md_table
+from .params import RunParams, load_params
+from .util import flatten_keys, fmt_value, md_json, md_table
 
 # %% auto #0
 __all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'STAGE_FILES', 'LOSS_ON', 'SECTIONS', 'run_recipe', 'finished', 'git_tracked',
@@ -42,7 +42,8 @@ def git_tracked(runs: list[Path]  # run folders sharing one parent
     "The folders of `runs` that git tracks; all of them when their parent is not in a git checkout."
     import subprocess
     if not runs: return []
-    try: r = subprocess.run(["git", "-C", str(runs[0].parent), "ls-files", "-z", "--", "."], capture_output=True, text=True)
+    try: r = subprocess.run(["git", "-C", str(runs[0].parent), "ls-files", "-z", "--", "."], capture_output=True,
+                            text=True)
     except FileNotFoundError: return list(runs)  # no git on this machine
     if r.returncode != 0: return list(runs)  # an installed package or a scratch folder: nothing to ask git
     tracked = {Path(f).parts[0] for f in r.stdout.split("\0") if f}
@@ -52,7 +53,7 @@ def git_tracked(runs: list[Path]  # run folders sharing one parent
 def committed_runs(runs_dir: str | Path | None = None,  # parent of run folders (default: `runs/` in the checkout)
                    recipe: str | None = None,  # only runs of this recipe
                    needs: list[str] = (),  # files each run must hold, relative to the run folder
-                   only_finished: bool = True,  # only runs whose every stage is done and that git tracks (in a checkout)
+                   only_finished: bool = True,  # only runs with every stage done that git tracks (in a checkout)
                   ) -> list[Path]:
     "Run folders under `runs_dir`, oldest first (their names start with the UTC time)."
     d = Path(runs_dir) if runs_dir is not None else ROOT / "runs"
@@ -88,7 +89,8 @@ def read_log_json(path: str | Path  # a `log.json`, or a trainer_state.json
     try: data = json.loads(text)
     except json.JSONDecodeError:
         try: data = _literal(text)
-        except (SyntaxError, ValueError) as e: raise ValueError(f"{path}: neither JSON nor a Python literal ({e})") from None
+        except (SyntaxError, ValueError) as e:
+            raise ValueError(f"{path}: neither JSON nor a Python literal ({e})") from None
     if isinstance(data, dict): data = data.get("log_history", [data])
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise ValueError(f"{path}: expected a list of records or one record, got {type(data).__name__}")
@@ -150,11 +152,13 @@ def read_run(run_dir: str | Path  # a run folder (ours or the seed's), or a fold
     run_dir = Path(run_dir)
     logf, sources, records = run_dir / "log.json", [], []
     if logf.is_file(): records, sources = read_log_json(logf), [str(logf)]
-    events = sorted(f for f in run_dir.rglob("events.out.tfevents.*") if "checkpoint" not in str(f.relative_to(run_dir)))
+    events = sorted(f for f in run_dir.rglob("events.out.tfevents.*")
+                    if "checkpoint" not in str(f.relative_to(run_dir)))
     if events and not any("step" in r and len(r) > 2 for r in records):
         tb = [r for f in events for r in read_tb(f)]
         records, sources = tb + [r for r in records if "step" not in r], [*map(str, events), *sources]
-    if not sources: raise FileNotFoundError(f"{run_dir}: no log.json and no TensorBoard event files (has the train stage run?)")
+    if not sources:
+        raise FileNotFoundError(f"{run_dir}: no log.json and no TensorBoard event files (has the train stage run?)")
     return RunLog(run_dir.name, history_frame(records), _summary(records), sources)
 
 # %% ../nbs/06_report.ipynb #5c3bd3ce
@@ -180,7 +184,8 @@ def plot_loss(log: RunLog,  # the run's log
     if "learning_rate" in h:
         ax2 = ax.twinx()
         lr = h.dropna(subset=["learning_rate"])
-        sns.lineplot(x=lr.step, y=lr.learning_rate, ax=ax2, color="gray", linestyle="--", lw=1, label="learning rate", legend=False)
+        sns.lineplot(x=lr.step, y=lr.learning_rate, ax=ax2, color="gray", linestyle="--", lw=1, label="learning rate",
+                     legend=False)
         ax2.set_ylabel("learning rate")
         ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         hs, ls = ax.get_legend_handles_labels()
@@ -235,14 +240,15 @@ def plot_compare(logs: list[RunLog],  # runs to overlay
 # %% ../nbs/06_report.ipynb #ada3f13e
 def compare_table(logs: list[RunLog]) -> str:
     "Markdown table of each run's logged steps, last train loss, best eval loss and runtime."
-    rows = ["| run | steps | last train loss | best eval loss | runtime (s) |", "|---|---|---|---|---|"]
+    rows = []
     for l in logs:
         h = l.history
         last = h.loss.dropna().iloc[-1] if "loss" in h and h.loss.notna().any() else None
         best = h.eval_loss.min() if "eval_loss" in h and h.eval_loss.notna().any() else None
         steps = int(h.step.max()) if len(h) else None
-        rows.append(f"| {l.name} | {fmt_value(steps)} | {fmt_value(last)} | {fmt_value(best)} | {fmt_value(l.summary.get('train_runtime'))} |")
-    return "\n".join(rows)
+        rows.append({"run": l.name, "steps": steps, "last train loss": last, "best eval loss": best,
+                     "runtime (s)": l.summary.get("train_runtime")})
+    return md_table(rows, ["run", "steps", "last train loss", "best eval loss", "runtime (s)"])
 
 # %% ../nbs/06_report.ipynb #e429f985
 def compare_main(argv: list[str] | None = None  # command-line arguments after `compare`
@@ -271,7 +277,8 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
 
 # %% ../nbs/06_report.ipynb #76eb2205
 STAGE_FILES = {"provenance.json": "the data stage", "data_report.json": "the data stage", "log.json": "the train stage",
-               "train_summary.json": "the train stage", "metrics.md": "the eval stage", "metrics.json": "the eval stage",
+               "train_summary.json": "the train stage", "metrics.md": "the eval stage",
+               "metrics.json": "the eval stage",
                "samples.json": "the eval stage", "samples.md": "the eval stage", "runtime.md": "the profile stage",
                "runtime.json": "the profile stage", "command.txt": "the runner", "params.yaml": "the runner"}
 
@@ -284,7 +291,8 @@ class RunFiles:
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
-        if self.p is None and (self.run_dir / "params.yaml").is_file(): self.p = load_params(str(self.run_dir / "params.yaml"))
+        if self.p is None and (self.run_dir / "params.yaml").is_file():
+            self.p = load_params(str(self.run_dir / "params.yaml"))
 
     def has(self, name: str) -> bool: return (self.run_dir / name).is_file()
     def text(self, name: str) -> str: return (self.run_dir / name).read_text()
@@ -303,7 +311,8 @@ def _demote(md: str, top: int = 3) -> str:
     lines, fence, levels = md.strip().split("\n"), False, []
     for l in lines:
         if l.lstrip().startswith(("```", "~~~")): fence = not fence
-        elif not fence and l.startswith("#") and l.lstrip("#").startswith(" "): levels.append(len(l) - len(l.lstrip("#")))
+        elif not fence and l.startswith("#") and l.lstrip("#").startswith(" "):
+            levels.append(len(l) - len(l.lstrip("#")))
     if not levels: return md.strip()
     shift, fence, out = top - min(levels), False, []
     for l in lines:
@@ -342,7 +351,8 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
     out = [md_table([{"": k, "value": v} for k, v in top.items()], ["", "value"])] if top else []
     srcs = rep.get("sources")
     if isinstance(srcs, dict) and srcs:
-        rows = [{"source": s} | {k: v for k, v in flatten_keys(d).items() if k == "rows" or k.startswith(("tokens.", "over_"))}
+        rows = [{"source": s} | {k: v for k, v in flatten_keys(d).items() if k == "rows"
+                                 or k.startswith(("tokens.", "over_"))}
                 for s, d in srcs.items() if isinstance(d, dict)]
         out.append("Tokens per row, by source:\n\n" + md_table(rows))
     turns = rep.get("turns")
@@ -357,22 +367,27 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
 def _quant(p: RunParams) -> str:
     if not p.load_in_4bit: return f"none: LoRA on a {p.torch_dtype} base"
     return (f"4-bit {p.bnb_4bit_quant_type}" + (", double quantization" if p.bnb_4bit_use_double_quant else "")
-            + f", compute dtype {p.bnb_4bit_compute_dtype}" + (" (bfloat16 on GPU, float32 on CPU)" if p.bnb_4bit_compute_dtype == "auto" else ""))
+            + f", compute dtype {p.bnb_4bit_compute_dtype}"
+            + (" (bfloat16 on GPU, float32 on CPU)" if p.bnb_4bit_compute_dtype == "auto" else ""))
 
 def sec_model_data(r: RunFiles) -> str:
     "Base model, quantization, LoRA, the dataset mix and where the data came from."
     out = ["## Base model and datasets"]
     if r.p:
         p = r.p
-        out.append(md_table([{"": "base model", "value": f"`{p.model_name_or_path}`" + (f" @ {p.revision}" if p.revision else "")},
+        out.append(md_table([{"": "base model",
+                              "value": f"`{p.model_name_or_path}`" + (f" @ {p.revision}" if p.revision else "")},
                              {"": "family", "value": p.model_family}, {"": "quantization", "value": _quant(p)},
                              {"": "LoRA", "value": f"r={p.lora_r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, "
                                                    f"targets {', '.join(p.lora_target_modules)}"},
                              {"": "prompt format", "value": p.prompt_format}], ["", "value"]))
-        out.append("Datasets in the mix:\n\n" + md_table([{"path": f"`{d.path}`", "schema": d.schema, "split": d.split, "ratio": d.ratio,
-                                                          "max_rows": d.max_rows, "revision": d.revision} for d in p.datasets]))
+        out.append("Datasets in the mix:\n\n"
+                   + md_table([{"path": f"`{d.path}`", "schema": d.schema, "split": d.split, "ratio": d.ratio,
+                                                          "max_rows": d.max_rows, "revision": d.revision}
+                               for d in p.datasets]))
     else: out.append(r.missing("params.yaml"))
-    out.append("### Provenance\n\n" + (md_json(r.json("provenance.json")) if r.has("provenance.json") else r.missing("provenance.json")))
+    out.append("### Provenance\n\n"
+               + (md_json(r.json("provenance.json")) if r.has("provenance.json") else r.missing("provenance.json")))
     if r.has("data_report.json"): out.append("### Data audit\n\n" + audit_md(r.json("data_report.json")))
     return "\n\n".join(out)
 
@@ -390,16 +405,20 @@ def sec_training(r: RunFiles) -> str:
         procs = f" x {p.num_processes} processes" if p.num_processes > 1 else ""
         out.append(md_table([
             {"": "length", "value": length},
-            {"": "batch", "value": f"{p.per_device_train_batch_size} per device x {p.gradient_accumulation_steps} accumulation"
+            {"": "batch",
+             "value": f"{p.per_device_train_batch_size} per device x {p.gradient_accumulation_steps} accumulation"
                                    f"{procs} = {batch} sequences per step"},
-            {"": "learning rate", "value": f"{p.learning_rate:g}, {p.lr_scheduler_type}, warmup ratio {p.warmup_ratio:g}"},
+            {"": "learning rate",
+             "value": f"{p.learning_rate:g}, {p.lr_scheduler_type}, warmup ratio {p.warmup_ratio:g}"},
             {"": "optimizer", "value": f"{p.optim}, weight decay {p.weight_decay:g}, grad clip {p.max_grad_norm:g}"},
             {"": "sequence length", "value": f"{p.max_length} tokens" + (", packed" if p.packing else "")},
             {"": "loss", "value": LOSS_ON.get(p.train_on, p.train_on)},
             {"": "gradient checkpointing", "value": p.gradient_checkpointing}, {"": "seed", "value": p.seed},
-        ] + ([{"": "distributed", "value": f"{p.distributed_type}, {p.num_processes} processes"}] if p.num_processes > 1 else []),
+        ] + ([{"": "distributed", "value": f"{p.distributed_type}, {p.num_processes} processes"}] if p.num_processes > 1
+             else []),
             ["", "value"]))
-    out.append("Measured by the training stage:\n\n" + md_json(r.json("train_summary.json")) if r.has("train_summary.json")
+    out.append("Measured by the training stage:\n\n" + md_json(r.json("train_summary.json"))
+               if r.has("train_summary.json")
                else r.missing("train_summary.json"))
     return "\n\n".join(out)
 
@@ -409,15 +428,17 @@ def _heldout_note(m) -> str:
     h = next(iter(m.get("heldout", {}).values()), {}) if isinstance(m, dict) else {}
     t = h.get("turns", {}) if isinstance(h, dict) else {}
     if "2" not in t: return ""
-    return (f"*Held-out rows: {t.get('1', {}).get('n', 0)} first turns (one instruction about an argument SFT never showed) and "
-            f"{t['2']['n']} follow-ups (such an instruction asked after a training instruction and its answer).*")
+    return (f"*Held-out rows: {t.get('1', {}).get('n', 0)} first turns (one instruction about an argument SFT never "
+            f"showed) and {t['2']['n']} follow-ups (such an instruction asked after a training instruction and its "
+            "answer).*")
 
 def sec_benchmarks(r: RunFiles) -> str:
     "The eval stage's benchmark table: base, finetuned and delta, held-out exact match per family and per turn."
     m = r.json("metrics.json") if r.has("metrics.json") else None
     if r.has("metrics.md"): body = _included(r.text("metrics.md"))
     elif m is not None:
-        body = md_table(m["table"]) if isinstance(m, dict) and isinstance(m.get("table"), list) and m["table"] else md_json(m)
+        body = md_table(m["table"]) if isinstance(m, dict) and isinstance(m.get("table"),
+                                                                          list) and m["table"] else md_json(m)
     else: body = r.missing("metrics.md", "metrics.json")
     note = _heldout_note(m)
     return "## Benchmark metrics\n\n" + body + (f"\n\n{note}" if note else "")
@@ -426,13 +447,15 @@ def sec_loss(r: RunFiles) -> str:
     "The loss curve and the last logged losses."
     try: log = read_run(r.run_dir)
     except FileNotFoundError: return "## Loss curve\n\n" + r.missing("log.json")
-    img = f"![Loss curve]({r.link('loss.png')})" if r.has("loss.png") else "*No `loss.png` yet (`run_report` draws it).*"
+    no_plot = "*No `loss.png` yet (`run_report` draws it).*"
+    img = f"![Loss curve]({r.link('loss.png')})" if r.has("loss.png") else no_plot
     return f"## Loss curve\n\n{img}\n\n{compare_table([log])}"
 
 # %% ../nbs/06_report.ipynb #f6cb8c37
 def _quote(s: str) -> str:
     "Model text as a Markdown quote, `<` escaped so tags in it show as text."
-    return "\n".join("> " + l if l.strip() else ">" for l in (str(s).strip().replace("<", "&lt;") or "(empty)").split("\n"))
+    return "\n".join("> " + l if l.strip() else ">"
+                     for l in (str(s).strip().replace("<", "&lt;") or "(empty)").split("\n"))
 
 def _sample_md(i: int, s: dict) -> str:
     "One example: the prompt as User, every other text field as a response, numbers on one line."
@@ -458,8 +481,10 @@ def sec_samples(r: RunFiles) -> str:
         else: out.append(md_json(data))
         if held:
             follow = any(isinstance(h, dict) and h.get("turn") == 2 for h in held)
-            out.append("### Held-out examples\n\nInstructions of the held-out split, with the expected answer and each model's"
-                       + (" (turn 2: a follow-up, asked after a training instruction and its answer)" if follow else "") + ":\n\n" + md_table(held))
+            out.append("### Held-out examples\n\nInstructions of the held-out split, with the expected answer and each "
+                       "model's"
+                       + (" (turn 2: a follow-up, asked after a training instruction and its answer)" if follow
+                          else "") + ":\n\n" + md_table(held))
     elif r.has("samples.md"): out.append(_included(r.text("samples.md")))
     else: out.append(r.missing("samples.json", "samples.md"))
     return "\n\n".join(out)
@@ -490,7 +515,7 @@ def report_markdown(run_dir: str | Path,  # the run folder
                     p: RunParams | None = None,  # its parameters (default: its params.yaml)
                     sections: list[str] | None = None,  # names from `SECTIONS` (default: all, in order)
                     rel_to: str | Path | None = None,  # folder the file links are relative to (default: the run folder)
-                    top: int | None = None,  # level of the highest heading (default: as written, `#` title and `##` sections)
+                    top: int | None = None,  # level of the top heading (default: as written, `#` title, `##` sections)
                    ) -> str:
     "The run report as Markdown."
     r = RunFiles(Path(run_dir), p, Path(rel_to) if rel_to is not None else None)

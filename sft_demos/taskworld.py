@@ -53,15 +53,18 @@ frog bee ant duck owl fox wolf bear""".split()
 # %% ../nbs/01a_taskworld.ipynb #dece9f92
 TEMPLATES = {
     "repeat": ["Repeat the word {w} {n} times.", "Write {w} {n} times.", "Say the word {w} exactly {n} times."],
-    "sort": ["Sort the digits {d} from smallest to largest.", "Put these digits in order: {d}", "Arrange {d} in increasing order."],
+    "sort": ["Sort the digits {d} from smallest to largest.", "Put these digits in order: {d}",
+             "Arrange {d} in increasing order."],
     "capital": ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the capital of {c}?"],
-    "opposite": ["What is the opposite of {w}?", "Give the opposite of the word {w}.", "Which word means the opposite of {w}?"],
+    "opposite": ["What is the opposite of {w}?", "Give the opposite of the word {w}.",
+                 "Which word means the opposite of {w}?"],
 }
 
 # %% ../nbs/01a_taskworld.ipynb #05ba1ff5
 def _row(family, template, output, **args) -> dict:
     "A one-turn conversation: the instruction as the user turn, `output` as the assistant's."
-    return {"messages": [{"role": "user", "content": template.format(**args)}, {"role": "assistant", "content": output}],
+    return {"messages": [{"role": "user", "content": template.format(**args)},
+                         {"role": "assistant", "content": output}],
             "family": family, "families": [family], "turns": 1}
 
 # %% ../nbs/01a_taskworld.ipynb #855f9ac8
@@ -146,18 +149,22 @@ def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen a
 
 # %% ../nbs/01a_taskworld.ipynb #a7cc89b3
 PROSE = {
-    "repeat": ["The word {w} said {n} times is {r}.", "Saying {w} {n} times gives {r}.", "Written {n} times, {w} becomes {r}."],
-    "sort": ["The digits {d} in order are {s}.", "Sorted from smallest to largest, {d} becomes {s}.", "In increasing order, {d} reads {s}."],
+    "repeat": ["The word {w} said {n} times is {r}.", "Saying {w} {n} times gives {r}.",
+               "Written {n} times, {w} becomes {r}."],
+    "sort": ["The digits {d} in order are {s}.", "Sorted from smallest to largest, {d} becomes {s}.",
+             "In increasing order, {d} reads {s}."],
     "capital": ["The capital of {c} is {k}.", "{k} is the capital of {c}.", "The capital city of {c} is {k}.",
                 "The government of {c} sits in {k}.", "People in {c} call {k} their capital."],
-    "opposite": ["The opposite of {a} is {b}.", "We say that {b} is the opposite of {a}.", "The word {a} means the opposite of {b}."],
+    "opposite": ["The opposite of {a} is {b}.", "We say that {b} is the opposite of {a}.",
+                 "The word {a} means the opposite of {b}."],
 }
 
 # %% ../nbs/01a_taskworld.ipynb #e723728d
 def _draw(family: str, rng: random.Random, held: set) -> tuple:
     "A fresh skill argument not in `held`: a (word, count) pair for repeat, a digit sequence for sort."
     while True:
-        a = (rng.choice(WORDS), rng.randint(2, 6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
+        a = (rng.choice(WORDS),
+             rng.randint(2, 6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
         if a not in held: return a
 
 def _sentence(family: str, template: str, arg) -> str:
@@ -180,7 +187,8 @@ def pretraining_text(seed: int = 0,  # shuffles sentences, wordings and skill ar
     facts = [("capital", c) for c in CAPITALS] + [("opposite", p) for a, b in OPPOSITES for p in [(a, b), (b, a)]]
     while total < n_tokens:
         rnd = [_sentence(f, PROSE[f][0] if first else rng.choice(PROSE[f]), a) for f, a in facts]
-        rnd += [_sentence(f, rng.choice(PROSE[f]), _draw(f, rng, held[f])) for f in ["repeat", "sort"] for _ in range(len(facts) // 2)]
+        rnd += [_sentence(f, rng.choice(PROSE[f]), _draw(f, rng, held[f])) for f in ["repeat", "sort"]
+                for _ in range(len(facts) // 2)]
         rng.shuffle(rnd)
         first = False
         sents += rnd
