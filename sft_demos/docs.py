@@ -4,19 +4,18 @@
 
 # %% ../nbs/08_docs.ipynb #ca314fef
 from __future__ import annotations
-import argparse, ast, contextlib, copy, html.parser, http.server, importlib, json, os, re, shutil
-import subprocess, sys, tempfile, threading, time
+import argparse, ast, copy, importlib, json, os, re, shutil
+import subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from configparser import ConfigParser
 from pathlib import Path
 from .util import md_table
 
 # %% auto #0
-__all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'CHROMIUM_FLAGS', 'settings', 'read_nb', 'split_directives',
-           'cell_view', 'convert_markup', 'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells',
-           'process_nb', 'execute_nb', 'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks',
-           'module_notebooks', 'api_page', 'runs_page', 'conf_py', 'build_site', 'serve', 'browser', 'chromium',
-           'dump_dom', 'screenshot', 'page_problems', 'check_site', 'main']
+__all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'settings', 'read_nb', 'split_directives', 'cell_view',
+           'convert_markup', 'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells', 'process_nb',
+           'execute_nb', 'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks',
+           'module_notebooks', 'api_page', 'runs_page', 'conf_py', 'build_site', 'main']
 
 # %% ../nbs/08_docs.ipynb #654a75cb
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -546,127 +545,9 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     log(f"sphinx done in {time.time() - t0:.0f}s")
     return out / "index.html"
 
-# %% ../nbs/08_docs.ipynb #e95dd1f4
-@contextlib.contextmanager
-def serve(folder: Path):
-    "Serve `folder` on a free localhost port; yields (base URL, list of (path, status) requests)."
-    requests: list[tuple[str, int]] = []
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k): super().__init__(*a, directory=str(folder), **k)
-        def log_request(self, code="-", size="-"): requests.append((self.path.split("?")[0], int(code)))
-        def log_message(self, *a): pass
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try: yield f"http://127.0.0.1:{srv.server_address[1]}", requests
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-# %% ../nbs/08_docs.ipynb #f2160528
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--hide-scrollbars"]
-
-def browser() -> str:
-    "Path of a Chromium executable (Debian's `chromium` package provides one)."
-    for b in ("chromium", "chromium-browser", "google-chrome"):
-        if p := shutil.which(b): return p
-    raise FileNotFoundError("Chromium not found: apt-get install -y chromium")
-
-def chromium(url: str, *args: str, timeout: int = 60) -> str:
-    "Run headless Chromium on `url` with extra `args` (e.g. --dump-dom); returns its stdout."
-    with tempfile.TemporaryDirectory() as profile:
-        r = subprocess.run([browser(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
-                           capture_output=True, text=True, timeout=timeout)
-    if r.returncode: raise RuntimeError(f"chromium failed on {url}: {r.stderr[-2000:]}")
-    return r.stdout
-
-def dump_dom(url: str) -> str: return chromium(url, "--dump-dom")
-
-def screenshot(url: str, path: Path, size: str = "1280,1400") -> Path:
-    "Save a PNG screenshot of `url`."
-    chromium(url, f"--screenshot={path}", f"--window-size={size}")
-    return Path(path)
-
-# %% ../nbs/08_docs.ipynb #d4547de6
-class _PageParser(html.parser.HTMLParser):
-    "Title, ids, <img> sources, code blocks and the text outside code of an HTML page."
-    def __init__(self):
-        super().__init__()
-        self.title, self.ids, self.imgs, self.pre, self.text = "", set(), [], [], []
-        self._stack, self._skip = [], 0
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if "id" in a: self.ids.add(a["id"])
-        if tag == "img" and a.get("src"): self.imgs.append(a["src"])
-        if tag in ("script", "style", "pre", "code", "title", "template"): self._skip += 1
-        if tag == "pre": self.pre.append("")
-        self._stack.append(tag)
-    def handle_endtag(self, tag):
-        if tag in self._stack:
-            while self._stack:
-                t = self._stack.pop()
-                if t in ("script", "style", "pre", "code", "title", "template"): self._skip -= 1
-                if t == tag: break
-    def handle_data(self, data):
-        if self._stack and self._stack[-1] == "title": self.title += data
-        if "pre" in self._stack: self.pre[-1] += data
-        elif not self._skip: self.text.append(data)
-
-def page_problems(dom: str) -> tuple[dict, list[str]]:
-    "Parse a page's DOM; returns (title, ids, imgs) and the list of problems found in it."
-    p = _PageParser()
-    p.feed(dom)
-    text, problems = "\n".join(p.text), []
-    if not p.title.strip(): problems.append("no title")
-    for block in p.pre:
-        if m := re.search(r"^\s*#\|.*$", block, re.M): problems.append(f"cell option in code: {m.group(0).strip()!r}")
-    for pat, what in [(r":::", "fenced div"), (r"\{\.callout", "callout"), (r"#\|\s*[\w-]+", "cell option"),
-                      (r"^---\s*$\s*^(title|description):", "front matter")]:
-        if m := re.search(pat, text, re.M):
-            problems.append(f"{what} in text: {text[max(0, m.start() - 40):m.end() + 40]!r}")
-    return {"title": p.title.strip(), "ids": p.ids, "imgs": p.imgs}, problems
-
-# %% ../nbs/08_docs.ipynb #9ca7a616
-def check_site(out: Path | None = None,  # built site folder (default: `_docs/` in the checkout)
-               shots: Path | None = None,  # folder for screenshots of the home page and one notebook page
-               log=print,  # progress messages
-              ) -> dict[str, dict]:
-    "Load every page of the built site in headless Chromium and check it; raises listing all problems."
-    from urllib.parse import urljoin, urlparse
-    out = Path(out or ROOT / settings().get("doc_path", "_docs"))
-    pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html")
-                   if not p.relative_to(out).as_posix().startswith(("_", "genindex", "search")))
-    results, problems = {}, []
-    with serve(out) as (url, requests):
-        def one(page):
-            dom = dump_dom(f"{url}/{page}")
-            info, probs = page_problems(dom)
-            for src in info["imgs"]:
-                if src.startswith("data:"): continue
-                path = urlparse(urljoin(f"{url}/{page}", src)).path
-                served = [c for pth, c in requests if pth == path]
-                f = out / path.lstrip("/")
-                if not served or served[-1] != 200: probs.append(f"image not loaded: {src}")
-                elif not (f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" or f.suffix in (".svg", ".jpg", ".jpeg", ".gif")):
-                    probs.append(f"not an image: {src}")
-            return page, info, probs
-        with ThreadPoolExecutor(2) as ex:
-            for page, info, probs in ex.map(one, pages):
-                results[page] = info
-                problems += [f"{page}: {p}" for p in probs]
-        if shots:
-            Path(shots).mkdir(parents=True, exist_ok=True)
-            for page in ["index.html", next((p for p in pages if p.startswith("00_")), "api.html")]:
-                screenshot(f"{url}/{page}", Path(shots) / page.replace("/", "_").replace(".html", ".png"))
-    log(f"checked {len(pages)} pages in Chromium")
-    if problems: raise AssertionError("docs pages have problems:\n" + "\n".join(problems))
-    return results
-
 # %% ../nbs/08_docs.ipynb #55ec6bab
 def main(argv: list[str] | None = None) -> int:
-    "`python -m sft_demos.docs readme|site|check`."
+    "`python -m sft_demos.docs readme|site`."
     ap = argparse.ArgumentParser(prog="python -m sft_demos.docs",
                                  description="Build README.md and the docs site from the notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -677,15 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--runs", help="folder of committed runs (default: runs)")
     s.add_argument("--execute",
                    help=f"comma-separated notebooks to execute (default: {','.join(SITE_EXECUTE)}); 'none' for none")
-    c = sub.add_parser("check", help="load every page of the built site in headless Chromium and check it")
-    c.add_argument("--out", help="site folder (default: _docs)")
-    c.add_argument("--shots", help="folder for screenshots")
     a = ap.parse_args(argv)
     if a.cmd == "readme": print(f"wrote {build_readme()}")
-    elif a.cmd == "site":
+    else:
         ex = SITE_EXECUTE if a.execute is None else tuple(x for x in a.execute.split(",") if x and x != "none")
         print(f"built {build_site(out=a.out, src=a.src, runs_dir=a.runs, execute=ex)}")
-    else: check_site(a.out, a.shots)
     return 0
 
 # %% ../nbs/08_docs.ipynb #0cdb94f5
