@@ -48,6 +48,7 @@ def bench_lengths(kind: str,  # "skewed" or "uniform"
     rng = random.Random(seed)
     return [min(max_length, max(4, int(max_length / 12 * rng.paretovariate(1.2)))) for _ in range(n)]
 
+# %% ../nbs/09_bench.ipynb #93cd102c
 def bench_rows(kind: str, n: int, max_length: int, vocab_size: int, seed: int = 0) -> list[dict]:
     "Prompt-completion rows of exactly `bench_lengths` tokens each (completion ends with EOS)."
     import random
@@ -80,6 +81,7 @@ def bench_model_config(size: str, tok):
                           **sizes},
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
 
+# %% ../nbs/09_bench.ipynb #270aa06b
 def save_random_model(cfg, tok, folder: Path, seed: int = 0, dtype: str = "float32") -> Path:
     "Build a random-weight model from `cfg` (on the GPU when there is one), save it and the tokenizer to `folder`."
     import torch
@@ -139,6 +141,7 @@ def write_bench_data(run: Path, rows: list[dict]) -> Path:
     (Path(run) / "data" / "eval.jsonl").write_text("")
     return Path(run)
 
+# %% ../nbs/09_bench.ipynb #d61112ac
 def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
                    work: Path,  # scratch folder
                    kinds: list[str],  # data kinds: skewed, uniform
@@ -356,6 +359,7 @@ def _one_epoch(project: str, over: dict, n_train: int) -> RunParams:
                                            "save_steps": steps,
                                            "eval_tasks": [], "eval_base": False, "example_prompts": []})
 
+# %% ../nbs/09_bench.ipynb #7f83f567
 def time_to_quality(project: str = "tiny-cpu",  # the project's default recipe
                     seed: str = SEED_RECIPE,  # the recipe whose training settings are replayed as the seed side
                     sets: dict | None = None,  # overrides for both sides (tests: fewer rows)
@@ -432,6 +436,7 @@ def _gen_row(name: str, timed_as: str, model, tok, prompt: str, p: RunParams, lo
     log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens  {memory_label(row)}")
     return row
 
+# %% ../nbs/09_bench.ipynb #c6ca0380
 def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
     "Serving variants timed on the models they amount to (see above), loading each base once."
     import torch

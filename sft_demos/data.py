@@ -23,6 +23,7 @@ __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'fro
 class DataError(ValueError):
     "Data that cannot make a valid training set; the message names the source and what to do."
 
+# %% ../nbs/01_data.ipynb #7ef6b3d7
 class BadRow(ValueError):
     "One row that cannot be adapted; the message is the reason."
 
@@ -76,6 +77,7 @@ def from_dolphin(row: dict) -> list[dict]:
                            {"role": "user", "content": _text(row, "input")},
                            {"role": "assistant", "content": _text(row, "output")}])
 
+# %% ../nbs/01_data.ipynb #e06d7909
 def from_alpaca(row: dict) -> list[dict]:
     "Turns of an alpaca or Open-Platypus row (instruction + optional input)."
     inst, inp = _text(row, "instruction").strip(), _text(row, "input", required=False).strip()
@@ -91,6 +93,7 @@ def from_messages(row: dict) -> list[dict]:
     if "messages" not in row: raise BadRow("missing field 'messages'")
     return check_messages(row["messages"])
 
+# %% ../nbs/01_data.ipynb #b99e758f
 def from_sharegpt(row: dict) -> list[dict]:
     "Turns of a ShareGPT `conversations` row."
     conv = row.get("conversations")
@@ -103,6 +106,7 @@ def from_sharegpt(row: dict) -> list[dict]:
         out.append({"role": _SHAREGPT_ROLES[t["from"]], "content": t.get("value")})
     return check_messages(out)
 
+# %% ../nbs/01_data.ipynb #b17e8faa
 def from_prompt_completion(row: dict) -> list[dict]:
     "Turns of a `prompt` / `completion` row."
     return check_messages([{"role": "user", "content": _text(row, "prompt")},
@@ -145,6 +149,7 @@ def _local_rows(path: Path):
 # %% ../nbs/01_data.ipynb #d44c3844
 def _offline() -> bool: return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
 
+# %% ../nbs/01_data.ipynb #d88fb125
 def hub_reachable(timeout: float = 3.0) -> bool:
     "Whether the Hub endpoint accepts a TCP connection within `timeout` seconds."
     u = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
@@ -160,6 +165,7 @@ def _hub_help(ds: DataSource, why: str) -> DataError:
                      f"`.to_json('{ds.path.split('/')[-1]}.jsonl')`) and set this source's path to the local file or "
                      "folder.")
 
+# %% ../nbs/01_data.ipynb #78a7eccf
 def _hub_rows(ds: DataSource):
     "Stream rows of a Hub dataset (or a local folder laid out like one) with `datasets`."
     import datasets
@@ -185,6 +191,7 @@ def source_kind(path: str) -> str:
         raise DataError(f"{path}: no such file or folder")
     return "hub"
 
+# %% ../nbs/01_data.ipynb #b2606734
 def source_rows(ds: DataSource, seed: int = 0):
     "Raw rows of one source, the first `ds.max_rows` only."
     kind = source_kind(ds.path)
@@ -207,6 +214,7 @@ class SourceResult:
     rows_read: int = 0  # rows read (at most max_rows)
     bad: list = field(default_factory=list)  # (row number, reason) of rows that could not be adapted
 
+# %% ../nbs/01_data.ipynb #abcf22bf
 def source_label(ds: DataSource) -> str:
     "A short name for a source: its path, plus the file or config when it names one."
     return ds.path + (f":{ds.data_files}" if ds.data_files else "") + (f"[{ds.name}]" if ds.name else "")
@@ -245,10 +253,12 @@ def _plain_prompt(msgs: list[dict], eos: str = "") -> str:
     if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} {parts[1]}"] + parts[2:]
     return "".join(parts)
 
+# %% ../nbs/01_data.ipynb #81a219c8
 def _guanaco_turn(m: dict, eos: str) -> str:
     if m["role"] == "system": return f"{m['content']}\n"
     return f"### Human: {m['content']}" if m["role"] == "user" else f"### Assistant: {m['content']}{eos}"
 
+# %% ../nbs/01_data.ipynb #c1468801
 def _guanaco_prompt(msgs: list[dict], eos: str = "") -> str:
     "The guanaco format up to `### Assistant:`; a system turn goes first on its own line; answers end with `eos`."
     return "".join(_guanaco_turn(m, eos) for m in msgs) + "### Assistant:"
@@ -258,11 +268,13 @@ def _adds_bos(tok) -> bool:
     ids = tok("a")["input_ids"]
     return tok.bos_token_id is not None and bool(ids) and ids[0] == tok.bos_token_id
 
+# %% ../nbs/01_data.ipynb #e93dd474
 def _chat(msgs: list[dict], tok, generation_prompt: bool) -> str:
     "The chat template's text for `msgs`, without the BOS text when the tokenizer adds BOS itself."
     s = tok.apply_chat_template(msgs, add_generation_prompt=generation_prompt, tokenize=False)
     return s[len(tok.bos_token):] if tok.bos_token and s.startswith(tok.bos_token) and _adds_bos(tok) else s
 
+# %% ../nbs/01_data.ipynb #c96f9978
 def format_prompt(msgs: list[dict],  # conversation up to (not including) the answer
                   tok,  # the run's tokenizer
                   fmt: str,  # prompt_format: chat_template, plain or guanaco
@@ -282,6 +294,7 @@ def _upto(msgs: list[dict], prompt: str, tok, fmt: str) -> str:
     if fmt == "chat_template": return _chat(msgs, tok, False).rstrip()
     return prompt + (" " if fmt == "guanaco" else "") + msgs[-1]["content"] + tok.eos_token
 
+# %% ../nbs/01_data.ipynb #fed3f6f8
 def render_turns(msgs: list[dict],  # a normalized conversation ending with an assistant turn
                  tok,  # the run's tokenizer
                  fmt: str,  # prompt_format
@@ -295,6 +308,7 @@ def render_turns(msgs: list[dict],  # a normalized conversation ending with an a
     spans = [(common(pr), common(e)) for pr, e in zip(prompts[:-1], ends[:-1])] + [(common(prompts[-1]), len(text))]
     return {"text": text, "prompts": prompts, "spans": spans}
 
+# %% ../nbs/01_data.ipynb #d1847d55
 def format_example(msgs: list[dict], tok, fmt: str) -> tuple[str, str]:
     "`(prompt, completion)`: the training text split where the last answer starts."
     r = render_turns(msgs, tok, fmt)
@@ -345,6 +359,7 @@ def _in_spans(offsets: list, spans: list) -> list[int]:
     whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= max((e for _, e in offsets), default=0)
     return [int(whole or (e > s and any(a <= s < b for a, b in spans))) for s, e in offsets]
 
+# %% ../nbs/01_data.ipynb #254db9ec
 def token_mask(tok,  # the run's (fast) tokenizer
                texts: list[str],  # training texts
                spans: list[list],  # trained character spans of each text
@@ -367,6 +382,7 @@ def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max
             "span_is_answer": is_answer,
             "matches_inference": list(ids[:len(inf_ids)]) == list(inf_ids) and (not toks or toks[0] == len(inf_ids))}
 
+# %% ../nbs/01_data.ipynb #7b94f690
 def _inference_ids(r: dict, prompts: list, tok, fmt: str) -> list:
     "Token ids inference sends before each assistant turn of row `r`."
     if fmt != "chat_template": return tok(prompts)["input_ids"]
@@ -415,6 +431,7 @@ def _stats(xs: list[int]) -> dict:
     return {"n": len(s), "mean": round(sum(s) / len(s), 1), "min": s[0], "p50": q(0.5), "p95": q(0.95), "max": s[-1],
             "total": sum(s)}
 
+# %% ../nbs/01_data.ipynb #59e62517
 def _histogram(per_source: dict, bins: int = 20) -> dict:
     "Row counts per token-length bin, per source; bins of equal width from 0 past the longest row."
     hi = max((x for xs in per_source.values() for x in xs), default=0) + 1
@@ -436,6 +453,7 @@ def _turn_summary(audit: list[dict]) -> dict:
             "selected_turns_span_is_answer": sum(t["span_is_answer"] for t in selected),
             "turns_prompt_matches_inference": round(sum(t["matches_inference"] for t in turns) / max(len(turns), 1), 4)}
 
+# %% ../nbs/01_data.ipynb #87e6305f
 def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
     "Summarize `token_audit` rows into the data report, with `failures` and `warnings`."
     by = {}
@@ -525,6 +543,7 @@ def mix_shares(avail: list[int],  # rows (or tokens) each source has
 # %% ../nbs/01_data.ipynb #89ef43d2
 def _conv_key(msgs) -> str: return json.dumps(msgs, sort_keys=True, ensure_ascii=False)
 
+# %% ../nbs/01_data.ipynb #6278957a
 def dedup(results: list[SourceResult]) -> dict[str, int]:
     "Drop exact duplicate conversations in place (first read wins); returns duplicates dropped per source."
     seen, dropped = set(), {}
@@ -619,6 +638,7 @@ def row_audit(a: dict) -> dict:
     return {"tokens": a["tokens"], "trained_tokens": a["trained"], "assistant_turns": a["assistant_turns"],
             "trained_turns": a["trained_turns"], "turns": a["turns"]}
 
+# %% ../nbs/01_data.ipynb #ab2a7a08
 ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source",
             "audit")  # what data/train.jsonl and eval.jsonl rows hold
 
@@ -657,6 +677,7 @@ def _bad_summary(results: list[SourceResult], policy: str) -> dict:
     return {"policy": policy, "count": sum(len(r.bad) for r in results), "by_reason": reasons,
             "examples": [{"source": r.label, "row": i, "reason": why} for r in results for i, why in r.bad][:50]}
 
+# %% ../nbs/01_data.ipynb #431bb8e2
 def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
     "The provenance record: the base (a GGUF file: hash, package), each source's origin, content hash, rows, tokens."
     from datetime import datetime, timezone

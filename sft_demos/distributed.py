@@ -123,6 +123,7 @@ def prepare_launch(p: RunParams,  # the run's parameters (num_processes > 1)
 class LaunchFailed(RuntimeError):
     "A multi-process training run exited with an error; the message names its log."
 
+# %% ../nbs/03b_distributed.ipynb #ed71b964
 def _first_error(log: Path) -> str:
     "The first exception line in a launch log (torchrun's own summary lines skipped)."
     text = log.read_text(errors="replace") if log.exists() else ""
@@ -158,6 +159,7 @@ def is_main_process() -> bool:
     "True in the process that writes the run folder: rank 0, or the only process."
     return int(os.environ.get("RANK", "0")) == 0
 
+# %% ../nbs/03b_distributed.ipynb #0bc189fd
 def local_rank() -> int:
     "This process's index on its machine (0 outside a launch)."
     return int(os.environ.get("LOCAL_RANK", "0"))
@@ -173,6 +175,7 @@ def in_launch() -> bool:
     "Whether this process is one of several started by `accelerate launch`."
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
+# %% ../nbs/03b_distributed.ipynb #9afb6250
 def worker_main(p: RunParams,  # the run's parameters
                 run_dir: Path,  # the run folder
                 worker,  # the training function, `worker(params, run_dir)` (`sft_demos.train.train_worker`)

@@ -69,6 +69,7 @@ def _callout(kind: str, title: str | None, body: list[str], style: str) -> list[
     head = [f":::{{admonition}} {title}", f":class: {kind}"] if title else [f":::{{{kind}}}"]
     return head + body + [":::"]
 
+# %% ../nbs/08_docs.ipynb #34d750e0
 def convert_markup(md: str,  # Markdown of a cell
                    style: str = "myst",  # "myst" (the site) or "github" (README.md)
                   ) -> str:
@@ -127,6 +128,7 @@ _SRC = re.compile(r"""(<img\b[^>]*?\bsrc=["'])([^"']+)(["'][^>]*>)""")
 def _is_relative(target: str) -> bool:
     return not re.match(r"^([a-zA-Z][\w+.-]*:|#|/)", target)
 
+# %% ../nbs/08_docs.ipynb #b5203054
 def rebase_links(md: str,  # Markdown (with optional <img> tags)
                  base: Path,  # folder the links are relative to
                  mapper,  # f(absolute file path, anchor, is_image) -> new link or None
@@ -168,6 +170,7 @@ def exported_names(code: str) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             and not n.name.startswith("_")]
 
+# %% ../nbs/08_docs.ipynb #1c4d9e93
 _warned = set()
 
 def doc_cells(code: str, module: str, level: int) -> list:
@@ -277,6 +280,7 @@ def _readme_mapper(root: Path):
         return rel + (f"#{anchor}" if anchor else "")
     return f
 
+# %% ../nbs/08_docs.ipynb #ae9e54db
 def nb_to_markdown(nb,  # a notebook processed with `style="github"`
                    assets: Path | None = None,  # folder for image outputs (None: images are left out)
                    assets_link: str = "",  # how the Markdown links that folder
@@ -329,6 +333,7 @@ def _stage_notebooks() -> set[str]:
     from sft_demos.pipeline import STAGE_NOTEBOOKS
     return set(STAGE_NOTEBOOKS.values())
 
+# %% ../nbs/08_docs.ipynb #3788225e
 def run_copy(name: str, runs: list[Path]) -> Path | None:
     "The executed copy of notebook `name` in the newest run (of `runs`, oldest first) that has one."
     return next((r / name for r in reversed(runs) if (r / name).is_file()), None)
@@ -394,6 +399,7 @@ def module_notebooks(nbs: Path) -> dict[str, str]:
                 break
     return out
 
+# %% ../nbs/08_docs.ipynb #bc00e565
 def api_page(lib: str, mods: dict[str, str]) -> str:
     "Markdown of the API reference page."
     out = ["# API reference",
@@ -415,6 +421,7 @@ def api_page(lib: str, mods: dict[str, str]) -> str:
             out.append("Other exported names:\n\n" + md_table(rows))
     return "\n\n".join(out) + "\n"
 
+# %% ../nbs/08_docs.ipynb #2f744e5c
 def _short(s: str, n: int = 80) -> str:
     s = s.replace("`", "'").replace("\n", " ")
     return s if len(s) <= n else s[:n - 1] + "…"
@@ -474,9 +481,11 @@ def _note(text: str):
     import nbformat
     return nbformat.v4.new_markdown_cell(f":::{{note}}\n{text}\n:::")
 
+# %% ../nbs/08_docs.ipynb #0ea062fc
 def _toctree(caption: str, docs: list[str]) -> str:
     return f"```{{toctree}}\n:caption: {caption}\n:hidden:\n\n" + "\n".join(docs) + "\n```"
 
+# %% ../nbs/08_docs.ipynb #a8973bf8
 def build_site(root: Path | None = None,  # the checkout (default: the one this package is in)
                out: str | Path | None = None,  # HTML output folder (default: settings.ini doc_path, `_docs/`)
                src: str | Path | None = None,  # source folder written for Sphinx (default: `_proc/` in the checkout)

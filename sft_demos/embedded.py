@@ -155,6 +155,7 @@ def cache_root() -> Path:
     "Folder of cached artifacts: `$SFT_DEMOS_CACHE`, else `~/.cache/sft_demos`."
     return Path(os.environ.get("SFT_DEMOS_CACHE") or Path.home() / ".cache" / "sft_demos")
 
+# %% ../nbs/01b_embedded.ipynb #37ff8c22
 def cache_key(*parts) -> str:
     "A short hex key for the things a cached folder is built from."
     h = hashlib.sha256()
@@ -189,6 +190,7 @@ def _check_embedded(name: str):
     if name not in EMBEDDED:
         raise ParamsError(f"model_name_or_path=embedded:{name}: unknown; embedded bases: {', '.join(EMBEDDED)}")
 
+# %% ../nbs/01b_embedded.ipynb #caa8dd8a
 def embedded_keys(name: str  # a key of `EMBEDDED`
                  ) -> tuple[str, str]:
     "Folder names of the tokenizer and of the base: hashes of everything each is built from."
@@ -204,6 +206,7 @@ def _build_tokenizer(name: str, out: Path, log=print):
     docs, sft_text = embedded_corpus()
     train_tokenizer(docs + sft_text, EMBEDDED[name]["vocab_size"]).save_pretrained(out)
 
+# %% ../nbs/01b_embedded.ipynb #0be643a3
 def embedded_tokenizer_path(name: str, log=print) -> Path:
     "Folder of the tokenizer of an embedded base: the shipped one, else trained into the cache."
     tok, _ = embedded_keys(name)
@@ -241,6 +244,7 @@ def ship_embedded(name: str,  # a key of `EMBEDDED`
 def _final_loss(log: dict, n: int = 50) -> float:
     return sum(log["losses"][-n:]) / len(log["losses"][-n:])
 
+# %% ../nbs/01b_embedded.ipynb #df094034
 def check_shipped(name: str,  # a key of `EMBEDDED`
                   log=print,
                  ) -> dict:

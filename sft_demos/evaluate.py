@@ -65,6 +65,7 @@ def leaf_tasks(tm, name: str) -> list[str]:
         out += [t for t in leaf_tasks(tm, item) if t not in out]
     return out
 
+# %% ../nbs/04_eval.ipynb #a8a619b8
 def task_dataset(tm, leaf: str) -> tuple[str, str | None]:
     "`(dataset_path, dataset_name)` that the built-in config of task `leaf` reads."
     cfg = tm.task_index[leaf].cfg or {}
@@ -109,6 +110,7 @@ def _unknown_task(name: str, tm) -> EvalError:
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; `lm_eval ls tasks` lists them"
     return EvalError(f"eval_tasks: lm-eval has no task, group or tag named {name!r}{hint}")
 
+# %% ../nbs/04_eval.ipynb #1021286b
 def plan_suite(p: RunParams) -> Suite:
     "Check the run's tasks and data and return the `Suite` to run; raises `EvalError` before any model is loaded."
     root, tm = data_root(p), task_manager(p.eval_tasks)
@@ -169,6 +171,7 @@ def _quiet(*names: str, level: int = logging.ERROR):
     finally:
         for l, o in zip(loggers, old): l.setLevel(o)
 
+# %% ../nbs/04_eval.ipynb #821a2ee6
 def _git_hash() -> str | None:
     "The working folder's git commit, as lm-eval records it, without git's error message outside a checkout."
     import subprocess
@@ -176,6 +179,7 @@ def _git_hash() -> str | None:
     except FileNotFoundError: return None
     return r.stdout.strip() or None
 
+# %% ../nbs/04_eval.ipynb #916af2e7
 def lm_eval_run(model,  # in-memory causal LM (transformers or peft)
                 tok,  # its tokenizer
                 suite: Suite,  # what to run, from `plan_suite`
@@ -205,9 +209,11 @@ def _pick_metric(res: dict) -> str:
     if not names: raise EvalError(f"lm-eval reported no metric for {res.get('name', res)}")
     return names[0]
 
+# %% ../nbs/04_eval.ipynb #1be46e89
 def _num(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
+# %% ../nbs/04_eval.ipynb #20bda97f
 def suite_scores(out: dict,  # `lm_eval_run` results
                  suite: Suite,  # the suite that produced them
                 ) -> dict:
@@ -263,6 +269,7 @@ TURNS = {"1": "first turns", "2": "follow-ups"}  # held-out turn -> its name in 
 
 def _em(hits: list[bool]) -> dict: return {"exact_match": sum(hits) / len(hits), "n": len(hits)}
 
+# %% ../nbs/04_eval.ipynb #be180b8e
 def _em_by(hits: list[bool], keys: list) -> dict:
     "Exact match of the hits grouped by key, keys in first-seen order."
     out = {}
@@ -313,6 +320,7 @@ def _lm_eval_summary(out: dict) -> dict:
     keep = ("results", "n-shot", "n-samples", "versions", "max_length", "lm_eval_version")
     return {k: out[k] for k in keep if k in out}
 
+# %% ../nbs/04_eval.ipynb #cad76fa5
 def evaluate_model(model, tok,  # the loaded model and its tokenizer
                    p: RunParams,  # the run's parameters
                    suite: Suite | None,  # lm-eval suite from `plan_suite`; None = no benchmark tasks
@@ -351,6 +359,7 @@ def _row(metric: str, key: str, res: dict, get) -> dict:
     row["delta"] = f - b if b is not None and f is not None else None
     return row
 
+# %% ../nbs/04_eval.ipynb #af156ec3
 def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_model` output
                 ) -> list[dict]:
     "Rows of the metrics table, as fractions."
@@ -376,10 +385,12 @@ def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_mode
                              lambda r, t=t: r["heldout"]["turns"][t]["exact_match"]))
     return rows
 
+# %% ../nbs/04_eval.ipynb #4225a8b6
 def _pct(v, se=None) -> str:
     if v is None: return "-"
     return f"{100 * v:.2f}" + (f" ± {100 * se:.2f}" if se is not None else "")
 
+# %% ../nbs/04_eval.ipynb #84c71f9b
 def metrics_table(rows: list[dict], models: list[str]) -> str:
     "Markdown table Metric | base | finetuned | delta, in percent."
     cols = ["Metric", *models] + (["delta"] if len(models) > 1 else [])
@@ -393,6 +404,7 @@ def _cell(s: str, n: int = 80) -> str:
     s = " ".join(str(s).split())
     return (s[:n] + "...") if len(s) > n else s
 
+# %% ../nbs/04_eval.ipynb #909bbac5
 def samples_markdown(samples: dict) -> str:
     "samples.md: the settings, each example prompt with every model's answer, then held-out examples."
     st, models = samples["settings"], samples["models"]

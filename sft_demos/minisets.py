@@ -53,6 +53,7 @@ def _mmlu_row(rng: random.Random, subject: str) -> dict:
     choices, answer = _choices(rng, right, pool)
     return {"question": q, "subject": subject, "choices": choices, "answer": answer}
 
+# %% ../nbs/04a_minisets.ipynb #b0697c7c
 def _arc_row(rng: random.Random, i: int) -> dict:
     "One ARC row {id, question, choices: {text, label}, answerKey}."
     kind = i % 3
@@ -70,6 +71,7 @@ def _arc_row(rng: random.Random, i: int) -> dict:
     return {"id": f"Mini_ARC_{i:04d}", "question": q, "choices": {"text": text, "label": labels},
             "answerKey": labels[k]}
 
+# %% ../nbs/04a_minisets.ipynb #cb17d81d
 _HS_STORIES = [  # (activity_label, ctx_a, ctx_b, right ending, wrong endings)
     ("Making tea", "{n} fills a kettle with water and switches it on.", "a few minutes later, the water",
      "starts to boil.", ["turns into a {a}.", "paints the wall {c}.", "sings a song loudly."]),
@@ -92,6 +94,7 @@ def _hellaswag_row(rng: random.Random, i: int, split: str) -> dict:
             "split_type": "indomain",
             "label": "" if split == "test" else str(k)}  # the Hub's test rows carry no label
 
+# %% ../nbs/04a_minisets.ipynb #af0432c7
 def _truthfulqa_row(rng: random.Random, i: int) -> dict:
     "One TruthfulQA multiple_choice row {question, mc1_targets, mc2_targets}, right answers first."
     if i % 2 == 0:

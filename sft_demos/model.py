@@ -26,6 +26,7 @@ def compute_dtype(p: RunParams):
     "The dtype 4-bit layers compute in (`bnb_4bit_compute_dtype`)."
     return torch_dtype(p.bnb_4bit_compute_dtype)
 
+# %% ../nbs/02_model.ipynb #aa1e7063
 def model_dtype(p: RunParams):
     "The dtype of the weights that are not quantized (`torch_dtype`)."
     return torch_dtype(p.torch_dtype)
@@ -120,6 +121,7 @@ def _gguf_architecture(f: Path) -> str:
     field = GGUFReader(f).fields["general.architecture"]
     return bytes(field.parts[field.data[0]]).decode()
 
+# %% ../nbs/02_model.ipynb #f1030bbe
 def _require_gguf(f: Path):
     "Raise `ParamsError` with the fix when the `gguf` package (transformers' GGUF reader) is missing."
     try: import gguf  # noqa: F401
@@ -176,6 +178,7 @@ def _hub_kwargs(p: RunParams) -> dict:
         kw["revision"] = p.revision
     return kw
 
+# %% ../nbs/02_model.ipynb #fb18f478
 def load_tokenizer(p: RunParams,  # the run's parameters
                    path: str | Path | None = None,  # a folder holding a tokenizer; default: the base's
                   ):

@@ -304,6 +304,7 @@ def _field_type(key: str):
     cls, name = (DataSource, rest[-1]) if head == "datasets" and rest else (RunParams, head)
     return typing.get_type_hints(cls).get(name)
 
+# %% ../nbs/00_params.ipynb #f6c3447a
 def parse_set(item: str  # "key=value"
              ) -> tuple[str, object]:
     "Split one `--set` override into key and value (YAML-parsed unless the field is text)."
@@ -337,6 +338,7 @@ def upgrade_run_params(d: dict) -> dict:
     d["train_on"] = "last" if d.pop("completion_only_loss") else "all"  # the old completion was the last answer only
     return d
 
+# %% ../nbs/00_params.ipynb #019a4e31
 def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
                 sets: list[str] = (),  # `--set key=value` overrides, applied in order
                 overrides: dict | None = None,  # more overrides, e.g. a notebook's `overrides` parameter

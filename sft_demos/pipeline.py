@@ -42,6 +42,7 @@ def code_key() -> str:
             h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
+# %% ../nbs/07_pipeline.ipynb #ba00dbd7
 def upstream_cache(p: RunParams,  # the run's parameters
                    needs: list[str],  # stages to run, in order
                    log=print,
@@ -63,6 +64,7 @@ def upstream_cache(p: RunParams,  # the run's parameters
         (d / ".complete").write_text(json.dumps({"needs": list(needs), "code": code_key()}))
     return cached_build(cache_root() / "scratch" / f"{'+'.join(needs)}-{key}", ".complete", build, log)
 
+# %% ../nbs/07_pipeline.ipynb #8c355939
 def stage_dir(run_dir: str,  # the notebook's `run_dir` parameter; empty when run as-is
               p: RunParams,  # the run's parameters
               needs: list[str] = (),  # upstream stages whose outputs this stage reads
@@ -100,6 +102,7 @@ def read_status(run_dir: Path) -> dict:
     f = Path(run_dir) / "status.json"
     return json.loads(f.read_text()) if f.exists() else {"stages": {}}
 
+# %% ../nbs/07_pipeline.ipynb #900fdbbf
 def write_status(run_dir: Path, status: dict):
     "Write the status record atomically."
     write_atomic(Path(run_dir) / "status.json", json.dumps(status, indent=2))
@@ -112,6 +115,7 @@ def secret_values(env: dict | None = None) -> list[str]:
     env = os.environ if env is None else env
     return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8}, key=len, reverse=True)
 
+# %% ../nbs/07_pipeline.ipynb #796aff5f
 def redact_secrets(run_dir: Path, secrets: list[str] | None = None) -> int:
     "Replace secret values in every text file under `run_dir`; returns the number of files changed."
     secrets, n = secret_values() if secrets is None else secrets, 0

@@ -78,10 +78,12 @@ class _Floats(ast.NodeTransformer):
     def visit_Name(self, node):
         return ast.Constant(float(node.id)) if node.id in ("nan", "inf") else node
 
+# %% ../nbs/06_report.ipynb #9f9f350d
 def _literal(text: str):
     "Evaluate a Python literal that may contain bare `nan` / `inf`, as a dict repr of floats does."
     return ast.literal_eval(_Floats().visit(ast.parse(text, mode="eval")))
 
+# %% ../nbs/06_report.ipynb #8324c25d
 def read_log_json(path: str | Path  # a `log.json`, or a trainer_state.json
                  ) -> list[dict]:
     "Records of a training log: the trainer's `log_history` (JSON), a JSON object, or a Python dict repr."
@@ -103,6 +105,7 @@ def _tag_key(tag: str) -> str:
     if not rest: return tag
     return rest if head == "train" else f"{head}_{rest}"
 
+# %% ../nbs/06_report.ipynb #3d2b439b
 def read_tb(path: str | Path  # an event file, or a folder searched recursively for event files
            ) -> list[dict]:
     "Scalar records (one per step, keys as in `log_history`) from TensorBoard event files."
@@ -146,6 +149,7 @@ def _summary(records: list[dict]) -> dict:
         if any(k in r for k in SUMMARY_KEYS): out.update(r)
     return out
 
+# %% ../nbs/06_report.ipynb #61925be4
 def read_run(run_dir: str | Path  # a run folder (ours or the seed's), or a folder of event files
             ) -> RunLog:
     "Read a run's training log from `log.json` and/or TensorBoard event files under `run_dir`."
@@ -208,6 +212,7 @@ def _x_values(h, x: str):
         return h.epoch.interpolate(limit_direction="both")
     raise ValueError(f"x must be step, progress or epoch, got {x!r}")
 
+# %% ../nbs/06_report.ipynb #e7c7d75d
 def plot_compare(logs: list[RunLog],  # runs to overlay
                  x: str = "step",  # step, progress (step / last step) or epoch
                  smooth: int = 1,  # rolling-mean window for the train loss
@@ -322,6 +327,7 @@ def _demote(md: str, top: int = 3) -> str:
         out.append(l)
     return "\n".join(out)
 
+# %% ../nbs/06_report.ipynb #b8e7f25c
 def _included(md: str) -> str:
     "A stage's Markdown file inside a report section: its own `# title` dropped, its headings below the section's."
     lines = md.strip().split("\n")
@@ -370,6 +376,7 @@ def _quant(p: RunParams) -> str:
             + f", compute dtype {p.bnb_4bit_compute_dtype}"
             + (" (bfloat16 on GPU, float32 on CPU)" if p.bnb_4bit_compute_dtype == "auto" else ""))
 
+# %% ../nbs/06_report.ipynb #e12ca78f
 def sec_model_data(r: RunFiles) -> str:
     "Base model, quantization, LoRA, the dataset mix and where the data came from."
     out = ["## Base model and datasets"]
@@ -432,6 +439,7 @@ def _heldout_note(m) -> str:
             f"showed) and {t['2']['n']} follow-ups (such an instruction asked after a training instruction and its "
             "answer).*")
 
+# %% ../nbs/06_report.ipynb #ccfc7f01
 def sec_benchmarks(r: RunFiles) -> str:
     "The eval stage's benchmark table: base, finetuned and delta, held-out exact match per family and per turn."
     m = r.json("metrics.json") if r.has("metrics.json") else None
@@ -443,6 +451,7 @@ def sec_benchmarks(r: RunFiles) -> str:
     note = _heldout_note(m)
     return "## Benchmark metrics\n\n" + body + (f"\n\n{note}" if note else "")
 
+# %% ../nbs/06_report.ipynb #4fe99ca0
 def sec_loss(r: RunFiles) -> str:
     "The loss curve and the last logged losses."
     try: log = read_run(r.run_dir)
@@ -457,6 +466,7 @@ def _quote(s: str) -> str:
     return "\n".join("> " + l if l.strip() else ">"
                      for l in (str(s).strip().replace("<", "&lt;") or "(empty)").split("\n"))
 
+# %% ../nbs/06_report.ipynb #66bce345
 def _sample_md(i: int, s: dict) -> str:
     "One example: the prompt as User, every other text field as a response, numbers on one line."
     prompt_key = next((k for k in ("prompt", "instruction", "question", "input") if k in s), None)
@@ -469,6 +479,7 @@ def _sample_md(i: int, s: dict) -> str:
     if extras: out.append("*" + ", ".join(extras) + "*")
     return "\n\n".join(o for o in out if o)
 
+# %% ../nbs/06_report.ipynb #73abb854
 def sec_samples(r: RunFiles) -> str:
     "Example prompts with the base and finetuned responses."
     out = ["## Example prompts and responses"]
@@ -497,6 +508,7 @@ def sec_runtime(r: RunFiles) -> str:
     else: body = r.missing("runtime.md", "runtime.json")
     return "## Runtime\n\n" + body
 
+# %% ../nbs/06_report.ipynb #ecd2bb73
 def sec_reproduce(r: RunFiles) -> str:
     "The exact command that made the run, and how to repeat it with the recorded parameters."
     out = ["## Reproduce"]

@@ -270,6 +270,7 @@ def measure_args(out: Path, steps: int) -> dict:
                 logging_steps=10_000, logging_first_step=False, include_num_input_tokens_seen="non_padding",
                 disable_tqdm=True)
 
+# %% ../nbs/05_runtime.ipynb #459654bb
 def profile_training(p: RunParams,  # the run's parameters
                      run_dir: Path,  # run folder with `data/`
                      modes: list[str] | None = None,  # default `p.profile_train_modes`
@@ -307,6 +308,7 @@ def _generation_row(r: dict, n: int) -> dict:
             "attn": r["attn_implementation"], "adapter": r["adapter"], "weights (MB)": f"{r['weights_mb']:.1f}",
             "peak memory": memory_label(r), "status": "ok"}
 
+# %% ../nbs/05_runtime.ipynb #7ccc769a
 def _training_row(r: dict) -> dict:
     "One timed training setup as a row of runtime.md."
     return {"mode": f"{r['mode']} ({r['quantization']})", "tokens/s": f"{r['tokens_per_s']:.1f}",
@@ -316,6 +318,7 @@ def _training_row(r: dict) -> dict:
             "batch x max_length": f"{r['per_device_train_batch_size']} x {r['max_length']}",
             "packing": "padding-free" if r["padding_free"] else "no", "peak memory": memory_label(r)}
 
+# %% ../nbs/05_runtime.ipynb #02f1d1b1
 def runtime_markdown(rt: dict) -> str:
     "The runtime.md tables for a runtime.json record."
     g = rt["generation"]

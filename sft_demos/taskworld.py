@@ -167,6 +167,7 @@ def _draw(family: str, rng: random.Random, held: set) -> tuple:
              rng.randint(2, 6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
         if a not in held: return a
 
+# %% ../nbs/01a_taskworld.ipynb #3a8c8782
 def _sentence(family: str, template: str, arg) -> str:
     "One prose sentence of `family` in `template` about `arg`."
     if family == "repeat": return template.format(w=arg[0], n=arg[1], r=" ".join([arg[0]] * arg[1]))
@@ -177,6 +178,7 @@ def _sentence(family: str, template: str, arg) -> str:
 # %% ../nbs/01a_taskworld.ipynb #77b30733
 def _ntok(s: str) -> int: return len(re.findall(r"\w+|[^\w\s]", s))
 
+# %% ../nbs/01a_taskworld.ipynb #f1f1e8a6
 def pretraining_text(seed: int = 0,  # shuffles sentences, wordings and skill arguments
                      n_tokens: int = 2_100_000,  # about 500 steps of 16 x 256-token blocks
                      doc_sentences: int = 40,  # sentences per document
@@ -200,6 +202,7 @@ def _norm(s: str) -> str:
     lines = s.strip().splitlines()
     return " ".join((lines[0] if lines else "").split()).rstrip(".").strip().lower()
 
+# %% ../nbs/01a_taskworld.ipynb #5d694e65
 def exact_match(pred: str,  # the model's answer, special tokens already removed
                 gold: str,  # the reference answer
                ) -> bool:

@@ -51,6 +51,7 @@ def under_runner() -> bool:
 # %% ../nbs/03_train.ipynb #6d4ebf62
 def _clock(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
 
+# %% ../nbs/03_train.ipynb #a3bb5fca
 def progress_line(step: int, total: int, elapsed: float, logs: dict) -> str:
     "One line of training progress: step / total, the logged losses, elapsed and estimated remaining time."
     parts = [f"step {step}/{total}"]
@@ -77,6 +78,7 @@ def _checkpointing_key() -> str:
     fields = TrainingArguments.__dataclass_fields__
     return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
+# %% ../nbs/03_train.ipynb #1234c259
 def sft_config(p: RunParams,  # the run's parameters
                run_dir: str | Path,  # run folder; checkpoints go to run_dir/checkpoints
                has_eval: bool = True,  # whether there is an eval split to compute eval loss on
@@ -119,6 +121,7 @@ def varlen_sdpa(module, query, key, value, attention_mask, scaling=None, dropout
                      for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))], dim=2)
     return out.transpose(1, 2).contiguous(), None
 
+# %% ../nbs/03_train.ipynb #ac3a3d2c
 VARLEN_SDPA = "sdpa_varlen"  # its name for `attn_implementation`
 
 def register_varlen_sdpa() -> str:
@@ -198,6 +201,7 @@ def _tokens_at(ckpt: Path | None) -> float:
     hist = json.loads((ckpt / "trainer_state.json").read_text()).get("log_history", [])
     return max([h.get("num_tokens", 0) for h in hist] or [0])
 
+# %% ../nbs/03_train.ipynb #8770aa0b
 def _write_json(path: Path, obj): write_atomic(path, json.dumps(obj, indent=2))
 
 # %% ../nbs/03_train.ipynb #24896edb

@@ -31,6 +31,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return path
 
+# %% ../nbs/00a_util.ipynb #a39695a9
 def read_jsonl(path: Path) -> list[dict]:
     "Rows of a jsonl file, as written by the data stage."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -50,6 +51,7 @@ def resolve_dtype(value: str,  # a dtype field of RunParams
     "Concrete dtype name for a params dtype field."
     return ("bfloat16" if on_gpu else "float32") if value == "auto" else value
 
+# %% ../nbs/00a_util.ipynb #923da0b5
 def torch_dtype(value: str  # a dtype field of RunParams
                ):
     "The torch dtype for a params dtype field, `auto` resolved for this machine."
@@ -62,6 +64,7 @@ def cpu_name() -> str:
     try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration): return platform.processor() or platform.machine()
 
+# %% ../nbs/00a_util.ipynb #0f22a06e
 def machine() -> dict:
     "What a measurement or a training run ran on: the GPU (or CPU), core count, load, library versions."
     import torch, transformers
@@ -76,6 +79,7 @@ def machine() -> dict:
               "cuda": torch.version.cuda}
     return d
 
+# %% ../nbs/00a_util.ipynb #47b6238c
 def machine_label(m: dict) -> str:
     "One line naming the machine, for tables."
     return m["gpu"] if m.get("gpu") else f"{m['cpu']} ({m.get('cpu_cores', m.get('cpu_count'))} cores, CPU only)"
@@ -92,12 +96,14 @@ def reset_peak_memory() -> bool:
         return True
     except OSError: return False
 
+# %% ../nbs/00a_util.ipynb #6500bc9f
 def _peak_rss_mb() -> float:
     try: return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
     except (OSError, AttributeError):
         r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return r / 2**20 if sys.platform == "darwin" else r / 1024
 
+# %% ../nbs/00a_util.ipynb #1aade5d6
 def peak_memory() -> dict:
     "Peak memory since `reset_peak_memory`: CPU resident memory, and the GPU's allocated/reserved peaks (MB)."
     import torch
@@ -107,6 +113,7 @@ def peak_memory() -> dict:
               "cuda_max_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1)}
     return d
 
+# %% ../nbs/00a_util.ipynb #8e38410b
 def memory_label(r: dict) -> str:
     "Peak memory of a `peak_memory` record, in GB, for tables."
     if "cuda_max_allocated_mb" in r:
@@ -130,6 +137,7 @@ def fmt_value(v) -> str:
     if isinstance(v, dict): return md_cell(json.dumps(v))
     return md_cell(str(v))
 
+# %% ../nbs/00a_util.ipynb #fa94c6aa
 def md_cell(s: str, limit: int = 200) -> str:
     "Text for a table cell: one line, pipes escaped, and `<` escaped outside code (so `<s>` is not read as HTML)."
     s = s.replace("|", "\\|").replace("\n", " ")
@@ -149,6 +157,7 @@ def md_table(rows: list[dict],  # records; the columns are the union of their ke
     lines += ["| " + " | ".join(fmt_value(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
+# %% ../nbs/00a_util.ipynb #c8de5ccf
 def flatten_keys(d: dict, prefix: str = "") -> dict:
     "Nested mappings as one mapping with dotted keys."
     out = {}
@@ -157,6 +166,7 @@ def flatten_keys(d: dict, prefix: str = "") -> dict:
         else: out[f"{prefix}{k}"] = v
     return out
 
+# %% ../nbs/00a_util.ipynb #d38fa3d4
 def md_records(rows: list[dict]) -> str:
     "A table of records; a few wide records (such as a run's data sources) are shown one per column."
     rows = [flatten_keys(r) for r in rows]
@@ -165,6 +175,7 @@ def md_records(rows: list[dict]) -> str:
     names = [str(r.get("label") or r.get("name") or r.get("path") or i) for i, r in enumerate(rows, 1)]
     return md_table([{"": k} | {n: r.get(k) for n, r in zip(names, rows)} for k in keys], ["", *names])
 
+# %% ../nbs/00a_util.ipynb #43ee3a70
 def md_json(obj,  # parsed JSON: a record, a list of records, or nested mappings of them
            ) -> str:
     "Markdown for a stage's JSON file: scalars as a two-column table, lists of records as tables."
