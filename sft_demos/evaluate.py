@@ -15,7 +15,7 @@ from .minisets import EMBEDDED_DATA, dataset_cache_dir
 # %% auto #0
 __all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'TURNS', 'EvalError', 'task_manager',
            'leaf_tasks', 'task_dataset', 'local_configs', 'Suite', 'data_root', 'plan_suite', 'suite_config',
-           'lm_eval_run', 'suite_scores', 'generate', 'heldout_scores', 'check_model', 'example_prompts',
+           'lm_eval_run', 'suite_scores', 'stop_ids', 'generate', 'heldout_scores', 'check_model', 'example_prompts',
            'evaluate_model', 'metrics_rows', 'metrics_table', 'samples_markdown', 'heldout_examples',
            'check_adapter_base', 'run_eval', 'write_results']
 
@@ -234,6 +234,18 @@ def suite_scores(out: dict,  # `lm_eval_run` results
     avg = sum(t["value"] for t in tasks.values()) / len(tasks) if tasks else None
     return {"tasks": tasks, "average": avg}
 
+# %% ../nbs/04_eval.ipynb #1de5f9e0
+def stop_ids(tok) -> list[int]:
+    "Ids that end an answer: EOS, and the chat template's end-of-turn token when that is another special token."
+    ids = [tok.eos_token_id]
+    if not getattr(tok, "chat_template", None): return ids
+    try: text = tok.apply_chat_template([{"role": "user", "content": "Q"}, {"role": "assistant", "content": "ANSWER"}],
+                                        tokenize=False)
+    except Exception: return ids  # a template that wants other turns (a system turn first, say): EOS alone
+    after = tok(text[text.rindex("ANSWER") + len("ANSWER"):], add_special_tokens=False)["input_ids"]
+    if after and after[0] in tok.all_special_ids and after[0] not in ids: ids.append(after[0])
+    return ids
+
 # %% ../nbs/04_eval.ipynb #2ac1c56b
 def generate(model,  # causal LM (transformers or peft)
              tok,  # its tokenizer
@@ -245,11 +257,12 @@ def generate(model,  # causal LM (transformers or peft)
              batch_size: int = 16,  # prompts per forward pass
              seed: int | None = None,  # seeds sampling, for repeatable samples
             ) -> str | list[str]:
-    "The model's continuation of `prompt` (a list gives a list), new text only, cut at the first EOS."
+    "The model's continuation of `prompt` (a list gives a list), new text only, cut where the answer ends."
     import torch
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=tok.eos_token_id, pad_token_id=pad)
+    stops = stop_ids(tok)
+    kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops, pad_token_id=pad)
     if do_sample: kw |= dict(temperature=temperature, top_p=top_p)
     if seed is not None: torch.manual_seed(seed)
     side, tok.padding_side, out = tok.padding_side, "left", []
@@ -259,8 +272,8 @@ def generate(model,  # causal LM (transformers or peft)
             enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
             with torch.inference_mode(): ids = model.generate(**enc, **kw)[:, enc["input_ids"].shape[1]:]
             for row in ids.tolist():
-                if tok.eos_token_id in row: row = row[:row.index(tok.eos_token_id)]
-                out.append(tok.decode(row, skip_special_tokens=True))
+                end = min((row.index(s) for s in stops if s in row), default=len(row))
+                out.append(tok.decode(row[:end], skip_special_tokens=True))
     finally: tok.padding_side = side
     return out[0] if isinstance(prompt, str) else out
 
