@@ -36,9 +36,17 @@ install: $(STAMP)
 demo: $(RUN_STAMP)
 	$(BIN)/sft-demos run tiny-cpu
 
+# the docs site's browser check runs where a Chromium is found; REQUIRE_BROWSER=1 (CI) makes a missing one an error
+BROWSER := $(firstword $(foreach b,chromium chromium-browser google-chrome,$(shell command -v $(b) 2>/dev/null)))
+NO_BROWSER := browser check not run: no Chromium on PATH (apt-get install -y chromium, then make test, runs it)
+
 ## every notebook's tests, the slow end-to-end ones included (GPU-only cells are skipped)
 test: $(STAMP)
-	$(BIN)/nbdev_test --flags slow --n_workers $(WORKERS) --timing
+ifeq ($(REQUIRE_BROWSER)$(BROWSER),1)
+	$(error REQUIRE_BROWSER=1 but no Chromium on PATH: apt-get install -y chromium)
+endif
+	$(BIN)/nbdev_test --flags "slow$(if $(BROWSER), browser)" --n_workers $(WORKERS) --timing
+	@echo "$(if $(BROWSER),browser check run with $(BROWSER),$(NO_BROWSER))"
 
 ## the same without cells flagged slow
 test-fast: $(STAMP)

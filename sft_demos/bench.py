@@ -280,7 +280,7 @@ def bench_markdown(b: dict) -> str:
 # %% ../nbs/09_bench.ipynb #c8a0a730
 def bench_main(argv: list[str] | None = None) -> int:
     "Entry point of `sft-demos bench`."
-    ap = argparse.ArgumentParser(prog="sft-demos bench",
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="sft-demos bench",
                                  description="Training throughput of three batch layouts at equal sequences per step, "
                                  "and serving variants, on the same tiny model and data, in one process; print the "
                                  "ratios and write JSON. --quality: time to quality, the seed's recipe as it ran "
@@ -538,7 +538,7 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
 # %% ../nbs/09_bench.ipynb #e7e75896
 def gpu_main(argv: list[str] | None = None) -> int:
     "Entry point of `python -m sft_demos.bench gpu`: run `gpu_bench` and write its JSON."
-    ap = argparse.ArgumentParser(prog="python -m sft_demos.bench gpu",
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.bench gpu",
                                  description="Llama-2-7B-size QLoRA training and generation runtime on this GPU.")
     ap.add_argument("--size", default="llama-2-7b", choices=list(GPU_MODELS))
     ap.add_argument("--out", default=os.environ.get("OUT", "."),

@@ -27,16 +27,30 @@ class DataError(ValueError):
 class BadRow(ValueError):
     "One row that cannot be adapted; the message is the reason."
 
+# %% ../nbs/01_data.ipynb #9ccf412c
+def _kind(v) -> str:
+    "What a JSON value is, in the words of a data file: null, text, record, list, int, ..."
+    return {type(None): "null", str: "text", dict: "record"}.get(type(v), type(v).__name__)
+
+def _show(v, width: int = 40) -> str:
+    "A value's repr, cut to `width` characters."
+    s = repr(v)
+    return s if len(s) <= width else s[:width - 3] + "..."
+
 # %% ../nbs/01_data.ipynb #d88d070c
-def check_messages(msgs) -> list[dict]:
+def check_messages(msgs,  # a list of {role, content} turns
+                   what: str = "conversation",  # how the message names `msgs` (e.g. "field 'messages'")
+                  ) -> list[dict]:
     "Return `msgs` as clean turns, or raise `BadRow` saying what is wrong."
-    if not isinstance(msgs, list) or not msgs: raise BadRow("conversation is not a non-empty list of turns")
+    if not isinstance(msgs, list): raise BadRow(f"{what} is {_kind(msgs)}, not a list of turns")
+    if not msgs: raise BadRow(f"{what} is an empty list")
     out = []
     for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise BadRow(f"turn {i} lacks role/content")
-        if not isinstance(m["content"], str):
-            raise BadRow(f"turn {i} content is {type(m['content']).__name__}, not text")
+        if not isinstance(m, dict):
+            raise BadRow(f"turn {i} is {_kind(m)} ({_show(m)}), not a record with role and content")
+        for k in ("role", "content"):
+            if k not in m: raise BadRow(f"turn {i} has no {k!r}")
+            if not isinstance(m[k], str): raise BadRow(f"turn {i} {k} is {_kind(m[k])}, not text")
         out.append({"role": m["role"], "content": m["content"].strip()})
     if out[0]["role"] == "system": sys_, turns = out[:1], out[1:]
     else: sys_, turns = [], out
@@ -55,7 +69,7 @@ def _text(row: dict, key: str, required: bool = True) -> str:
     if v is None:
         if required: raise BadRow(f"missing field {key!r}")
         return ""
-    if not isinstance(v, str): raise BadRow(f"field {key!r} is {type(v).__name__}, not text")
+    if not isinstance(v, str): raise BadRow(f"field {key!r} is {_kind(v)}, not text")
     return v
 
 # %% ../nbs/01_data.ipynb #34f05134
@@ -91,20 +105,27 @@ _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "
 def from_messages(row: dict) -> list[dict]:
     "Turns of a conversational `messages` row."
     if "messages" not in row: raise BadRow("missing field 'messages'")
-    return check_messages(row["messages"])
+    return check_messages(row["messages"], "field 'messages'")
 
 # %% ../nbs/01_data.ipynb #b99e758f
 def from_sharegpt(row: dict) -> list[dict]:
     "Turns of a ShareGPT `conversations` row."
     conv = row.get("conversations")
     if not isinstance(conv, list):
-        raise BadRow("missing field 'conversations'" if conv is None else "field 'conversations' is not a list")
+        raise BadRow("missing field 'conversations'" if conv is None
+                     else f"field 'conversations' is {_kind(conv)}, not a list")
     out = []
     for i, t in enumerate(conv):
-        if not isinstance(t, dict) or t.get("from") not in _SHAREGPT_ROLES:
-            raise BadRow(f"turn {i}: unknown speaker {t.get('from') if isinstance(t, dict) else t!r}")
-        out.append({"role": _SHAREGPT_ROLES[t["from"]], "content": t.get("value")})
-    return check_messages(out)
+        if not isinstance(t, dict):
+            raise BadRow(f"turn {i} is {_kind(t)} ({_show(t)}), not a record with 'from' and 'value'")
+        who = t.get("from")
+        if not isinstance(who, str):
+            raise BadRow(f"turn {i} has no 'from'" if who is None else f"turn {i} 'from' is {_kind(who)}, not text")
+        if who not in _SHAREGPT_ROLES:
+            raise BadRow(f"turn {i}: unknown speaker {who!r}; known speakers: {', '.join(_SHAREGPT_ROLES)}")
+        if "value" not in t: raise BadRow(f"turn {i} has no 'value'")
+        out.append({"role": _SHAREGPT_ROLES[who], "content": t["value"]})
+    return check_messages(out, "field 'conversations'")
 
 # %% ../nbs/01_data.ipynb #b17e8faa
 def from_prompt_completion(row: dict) -> list[dict]:

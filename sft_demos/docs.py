@@ -557,11 +557,11 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
 # %% ../nbs/08_docs.ipynb #55ec6bab
 def main(argv: list[str] | None = None) -> int:
     "`python -m sft_demos.docs readme|site`."
-    ap = argparse.ArgumentParser(prog="python -m sft_demos.docs",
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.docs",
                                  description="Build README.md and the docs site from the notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("readme", help="write README.md from nbs/index.ipynb (executed)")
-    s = sub.add_parser("site", help="build the docs site into _docs/")
+    s = sub.add_parser("site", allow_abbrev=False, help="build the docs site into _docs/")
     s.add_argument("--out", help="output folder (default: _docs)")
     s.add_argument("--src", help="source folder written for Sphinx (default: _proc)")
     s.add_argument("--runs", help="folder of committed runs (default: runs)")

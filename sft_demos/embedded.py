@@ -268,7 +268,7 @@ def check_shipped(name: str,  # a key of `EMBEDDED`
 # %% ../nbs/01b_embedded.ipynb #20dc23fb
 def main(argv: list[str] | None = None) -> int:
     "`python -m sft_demos.embedded ship|check [NAME]`: write the shipped base anew, or rebuild it and compare."
-    ap = argparse.ArgumentParser(prog="python -m sft_demos.embedded",
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.embedded",
                                  description="Write the shipped embedded base anew (ship), or pretrain it again and "
                                              "compare with what ships (check; exit status 1 when it differs).")
     ap.add_argument("command", choices=["ship", "check"])

@@ -293,10 +293,10 @@ SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, impor
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="sft-demos",
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="sft-demos",
                                  description="QLoRA supervised finetuning, run as papermill-executed notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run the pipeline for a recipe",
+    r = sub.add_parser("run", allow_abbrev=False, help="run the pipeline for a recipe",
                        description="Run the stages of a recipe into a new runs/<time>_<recipe>/ folder.")
     r.add_argument("recipe", nargs="?", default="tiny-cpu",
                    help="recipe name (see `sft-demos recipes`) or path to a YAML file")

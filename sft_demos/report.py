@@ -12,11 +12,11 @@ from .params import RunParams, load_params
 from .util import flatten_keys, fmt_value, md_json, md_table
 
 # %% auto #0
-__all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'STAGE_FILES', 'LOSS_ON', 'SECTIONS', 'run_recipe', 'finished', 'git_tracked',
-           'committed_runs', 'example_run', 'read_log_json', 'read_tb', 'RunLog', 'history_frame', 'read_run',
-           'plot_loss', 'save_loss_plot', 'plot_compare', 'compare_table', 'compare_main', 'RunFiles', 'sec_header',
-           'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks', 'sec_loss', 'sec_samples', 'sec_runtime',
-           'sec_reproduce', 'report_markdown', 'run_report']
+__all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'IMAGE_TYPES', 'STAGE_FILES', 'LOSS_ON', 'SECTIONS', 'run_recipe', 'finished',
+           'git_tracked', 'committed_runs', 'example_run', 'read_log_json', 'read_tb', 'RunLog', 'history_frame',
+           'read_run', 'plot_loss', 'save_loss_plot', 'plot_compare', 'compare_table', 'compare_output', 'compare_main',
+           'RunFiles', 'sec_header', 'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks', 'sec_loss',
+           'sec_samples', 'sec_runtime', 'sec_reproduce', 'report_markdown', 'run_report']
 
 # %% ../nbs/06_report.ipynb #99e0487f
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -255,14 +255,29 @@ def compare_table(logs: list[RunLog]) -> str:
                      "runtime (s)": l.summary.get("train_runtime")})
     return md_table(rows, ["run", "steps", "last train loss", "best eval loss", "runtime (s)"])
 
+# %% ../nbs/06_report.ipynb #e42a2589
+IMAGE_TYPES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+def compare_output(out: str | Path  # `compare -o`: an image file, or a folder (existing, or written with a trailing /)
+                  ) -> Path:
+    "The file `compare` writes for `-o`: `compare.png` inside a folder, else the file, `.png` added to a bare name."
+    p = Path(out)
+    if p.is_dir() or str(out).endswith(("/", os.sep)): return p / "compare.png"
+    if not p.suffix: return p.with_name(p.name + ".png")
+    if p.suffix.lower() in IMAGE_TYPES: return p
+    raise ValueError(f"-o {out}: not an image type matplotlib writes here; end it in one of {', '.join(IMAGE_TYPES)}, "
+                     "or give a folder")
+
 # %% ../nbs/06_report.ipynb #e429f985
 def compare_main(argv: list[str] | None = None  # command-line arguments after `compare`
                 ) -> int:
     "The `sft-demos compare` command: overlay the loss curves of several runs into one PNG."
-    ap = argparse.ArgumentParser(prog="sft-demos compare", description="Overlay the loss and learning-rate curves of "
-                                 "several runs (run folders with log.json and/or TensorBoard event files).")
+    ap = argparse.ArgumentParser(prog="sft-demos compare", allow_abbrev=False,
+                                 description="Overlay the loss and learning-rate curves of several runs "
+                                 "(run folders with log.json and/or TensorBoard event files).")
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders to overlay")
-    ap.add_argument("-o", "--output", default="compare.png", help="PNG to write (default: compare.png)")
+    ap.add_argument("-o", "--output", default="compare.png",
+                    help="image to write, or a folder to hold compare.png (default: compare.png)")
     ap.add_argument("--x", choices=["step", "progress", "epoch"], default="step", help="x axis (default: step)")
     ap.add_argument("--smooth", type=int, default=1, help="rolling-mean window for the train loss (default: 1)")
     ap.add_argument("--label", action="append", help="legend label per run, in order (default: folder names)")
@@ -271,13 +286,15 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
         print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs", file=sys.stderr)
         return 2
     try:
+        out = compare_output(a.output)
         logs = [read_run(r) for r in a.runs]
-        plot_compare(logs, x=a.x, smooth=a.smooth, labels=a.label).savefig(a.output, dpi=120)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        plot_compare(logs, x=a.x, smooth=a.smooth, labels=a.label).savefig(out, dpi=120)
     except (FileNotFoundError, ValueError) as e:
         print(f"sft-demos compare: error: {e}", file=sys.stderr)
         return 2
     print(compare_table(logs))
-    print(f"\nwrote {a.output}")
+    print(f"\nwrote {out}")
     return 0
 
 # %% ../nbs/06_report.ipynb #76eb2205

@@ -243,7 +243,7 @@ def run_train(p: RunParams,  # the run's parameters
 # %% ../nbs/03_train.ipynb #de630a91
 def main(argv: list[str] | None = None) -> int:
     "Train the run in RUN_DIR by its params.yaml from its newest checkpoint (one process of `accelerate launch`)."
-    ap = argparse.ArgumentParser(prog="python -m sft_demos.train", description=main.__doc__)
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.train", description=main.__doc__)
     ap.add_argument("run_dir")
     ap.add_argument("--params", help="parameters YAML (default: RUN_DIR/params.yaml)")
     a = ap.parse_args(argv)
