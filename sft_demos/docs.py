@@ -13,9 +13,9 @@ from .util import md_table
 
 # %% auto #0
 __all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'settings', 'read_nb', 'split_directives', 'cell_view',
-           'convert_markup', 'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells', 'process_nb',
-           'execute_nb', 'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks',
-           'module_notebooks', 'api_page', 'runs_page', 'conf_py', 'build_site', 'main']
+           'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells', 'process_nb', 'execute_nb',
+           'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks', 'module_notebooks',
+           'api_page', 'runs_page', 'conf_py', 'build_site', 'main']
 
 # %% ../nbs/08_docs.ipynb #654a75cb
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -56,66 +56,10 @@ def cell_view(opts: dict  # options from `split_directives`
     if opts.get("echo") == "false": return "none" if opts.get("output") == "false" else "outputs"
     return "source" if opts.get("output") == "false" else "both"
 
-# %% ../nbs/08_docs.ipynb #dfbb4eda
-_OPEN = re.compile(r"^(:{3,})\s*\{([^}]*)\}\s*$")
-_CLOSE = re.compile(r"^:{3,}\s*$")
-_KINDS = {"note": "NOTE", "tip": "TIP", "important": "IMPORTANT", "warning": "WARNING", "caution": "CAUTION"}
-
-def _callout(kind: str, title: str | None, body: list[str], style: str) -> list[str]:
-    if body and not title and (m := re.match(r"^#{1,6}\s+(.*)$", body[0])): title, body = m.group(1), body[1:]
-    if style == "github":
-        head = [f"> [!{_KINDS.get(kind, 'NOTE')}]"] + ([f"> **{title}**", ">"] if title else [])
-        return head + [f"> {l}" if l.strip() else ">" for l in body]
-    head = [f":::{{admonition}} {title}", f":class: {kind}"] if title else [f":::{{{kind}}}"]
-    return head + body + [":::"]
-
-# %% ../nbs/08_docs.ipynb #34d750e0
-def convert_markup(md: str,  # Markdown of a cell
-                   style: str = "myst",  # "myst" (the site) or "github" (README.md)
-                  ) -> str:
-    "Replace Quarto-only Markdown (callouts, fenced divs, attribute blocks) with `style`'s equivalent."
-    out, stack, fence = [], [], None
-    def emit(lines): (stack[-1][2] if stack else out).extend(lines)
-    for line in md.split("\n"):
-        if fence is None and (m := re.match(r"^\s*(`{3,}|~{3,})", line)): fence = m.group(1)
-        elif fence is not None and line.strip().startswith(fence):
-            fence = None
-            emit([line])
-            continue
-        if fence is not None:
-            emit([line])
-            continue
-        if m := _OPEN.match(line):
-            attrs = m.group(2)
-            c = re.search(r"\.callout-(\w+)", attrs)
-            t = re.search(r'title="([^"]*)"', attrs)
-            stack.append((c.group(1) if c else None, t.group(1) if t else None, []))
-            continue
-        if _CLOSE.match(line) and stack:
-            kind, title, body = stack.pop()
-            emit(_callout(kind, title, convert_markup("\n".join(body), style).split("\n"), style) if kind else body)
-            continue
-        line = re.sub(r"^(#{1,6}\s.*?)\s*\{[.#][^}]*\}\s*$", r"\1", line)  # heading attributes
-        line = re.sub(r"(\]\([^)\s]*\))\{[^}]*\}", r"\1", line)  # link attributes
-        emit([line])
-    while stack:
-        kind, title, body = stack.pop()
-        emit(body)  # unclosed div: keep its text
-    return "\n".join(out)
-
 # %% ../nbs/08_docs.ipynb #0ef942aa
 def title_cell(nb) -> tuple[str | None, str | None]:
-    "Replace a raw YAML front-matter cell by a `# title` / `> description` Markdown cell; return title and description."
-    import nbformat, yaml
-    cells = nb.cells
-    if cells and cells[0].cell_type == "raw" and (m := re.match(r"^---\s*\n(.*?)\n---\s*$", cells[0].source.strip(),
-                                                                re.S)):
-        fm = yaml.safe_load(m.group(1)) or {}
-        title, desc = fm.get("title"), fm.get("description")
-        cells[0] = nbformat.v4.new_markdown_cell(f"# {title}" + (f"\n\n> {desc}" if desc else "")) if title else None
-        nb.cells = [c for c in cells if c is not None]
-        return title, desc
-    for c in cells:
+    "The notebook's title and summary: its first `# Title` heading and the `> summary` line of that cell."
+    for c in nb.cells:
         if c.cell_type == "markdown" and (m := re.search(r"^#\s+(.+?)\s*$", c.source, re.M)):
             d = re.search(r"^>\s+(.+?)\s*$", c.source, re.M)
             return m.group(1), d.group(1) if d else None
@@ -203,14 +147,12 @@ def _clean_outputs(outputs: list) -> list:
 def process_nb(nb,  # a notebook (nbformat node); not modified
                base: Path,  # folder its relative links start from
                mapper=None,  # link mapper for `rebase_links`; None leaves links as they are
-               style: str = "myst",  # "myst" for the site, "github" for README.md
                module: str | None = None,  # module its exported cells document (default: its `default_exp`)
                api: bool = True,  # insert API entries after exported cells
               ):
-    "A copy of `nb` ready to render: Quarto-only markup converted, hidden cells dropped, API entries added."
+    "A copy of `nb` ready to render: hidden cells dropped, cell options applied, API entries added."
     import nbformat
     nb = copy.deepcopy(nb)
-    title_cell(nb)
     lib = settings()["lib_name"]
     if module is None:
         exp = [split_directives(c.source)[0].get("default_exp") for c in nb.cells if c.cell_type == "code"]
@@ -219,7 +161,7 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
     for c in nb.cells:
         if c.cell_type == "raw": continue
         if c.cell_type == "markdown":
-            src = convert_markup(c.source, style)
+            src = c.source
             if mapper: src = rebase_links(src, base, mapper)
             levels = [len(h) for h in re.findall(r"^(#{1,6})\s", re.sub(r"```.*?```", "", src, flags=re.S), re.M)]
             if levels: level = levels[-1]
@@ -230,9 +172,6 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
                                        if t in ("parameters", "injected-parameters")]
         if view == "none" or not code.strip(): continue
         outputs = _clean_outputs(c.get("outputs", []))
-        if opts.get("output") == "asis":  # Quarto: text outputs are Markdown
-            outputs = [nbformat.v4.new_output("display_data", {"text/markdown": o["text"]})
-                       if o.get("output_type") == "stream" else o for o in outputs]
         if mapper:
             for o in outputs:
                 if "text/markdown" in o.get("data", {}):
@@ -281,7 +220,7 @@ def _readme_mapper(root: Path):
     return f
 
 # %% ../nbs/08_docs.ipynb #ae9e54db
-def nb_to_markdown(nb,  # a notebook processed with `style="github"`
+def nb_to_markdown(nb,  # a notebook processed by `process_nb`
                    assets: Path | None = None,  # folder for image outputs (None: images are left out)
                    assets_link: str = "",  # how the Markdown links that folder
                   ) -> str:
@@ -320,7 +259,7 @@ def build_readme(root: Path | None = None,  # the checkout (default: the one thi
     nbs = root / cfg["nbs_path"]
     out = Path(out) if out else root / "README.md"
     nb = execute_nb(read_nb(nbs / cfg.get("readme_nb", "index.ipynb")), nbs)
-    md = nb_to_markdown(process_nb(nb, nbs, _readme_mapper(root), style="github", api=False),
+    md = nb_to_markdown(process_nb(nb, nbs, _readme_mapper(root), api=False),
                         out.parent / "README_files", "README_files/")
     out.write_text(README_HEADER + md)
     return out
@@ -341,13 +280,17 @@ def run_copy(name: str, runs: list[Path]) -> Path | None:
 # %% ../nbs/08_docs.ipynb #17736933
 def with_run_outputs(nb,  # a notebook of `nbs/`
                      executed,  # its copy executed by a run (only the stage cells)
+                     run: str | None = None,  # the run folder's name: paths into it are shown as `runs/<run>`
                     ):
     "`nb` whole, its code cells carrying the outputs of the executed cells with the same id."
-    import copy
+    import copy, nbformat
     out, done = copy.deepcopy(nb), {c.get("id"): c for c in executed.cells if c.cell_type == "code"}
     for c in out.cells:
         if c.cell_type == "code" and c.get("id") in done:
             c.outputs, c.execution_count = done[c.id].outputs, done[c.id].execution_count
+            if run:  # the run was made in some checkout: an absolute path into it means nothing to a reader
+                at = r"(?<![\w.])/[^\s'\"]*?/(runs/" + re.escape(run) + r")\b"
+                c.outputs = nbformat.from_dict(json.loads(re.sub(at, r"\1", json.dumps(c.outputs))))
     return out
 
 # %% ../nbs/08_docs.ipynb #8ae5ebf7
@@ -521,7 +464,7 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
         note = None
         if n in executed: nb, base = executed[n], nbs
         elif n in stage_nbs and (copy_ := run_copy(n, runs)):
-            nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_)), nbs
+            nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_), copy_.parent.name), nbs
             note = ("The outputs on this page are those of the cells marked `#| stage`, as executed in the committed "
                     f"run [{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
         else:
