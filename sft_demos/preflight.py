@@ -312,10 +312,11 @@ def memory_budget() -> dict:
     return {"device": "cpu", "per_process": int(psutil.virtual_memory().available), "devices": 1,
             "source": "psutil.virtual_memory().available"}
 
-# %% ../nbs/02a_preflight.ipynb #4d89fefb
+# %% ../nbs/02a_preflight.ipynb #5ab490a5
 def fitting_settings(cfg, p: RunParams, budget: dict, counts: dict) -> list[dict]:
     "The nearest settings that fit `budget`: checkpointing on, the largest batch that fits, a shorter `max_length`."
-    def fits(**kw): return memory_plan(cfg, replace(p, **kw), budget["device"], counts)["total"] <= budget["per_process"]
+    def fits(**kw):
+        return memory_plan(cfg, replace(p, **kw), budget["device"], counts)["total"] <= budget["per_process"]
     out, gcs = [], [p.gradient_checkpointing] if p.gradient_checkpointing else [False, True]
     if not p.gradient_checkpointing and fits(gradient_checkpointing=True): out.append({"gradient_checkpointing": True})
     for g in gcs:
@@ -378,7 +379,7 @@ def time_plan(p: RunParams, counts: dict, device: str) -> dict:
 # %% ../nbs/02a_preflight.ipynb #b34f3ac9
 def gib(n: float) -> str: return f"{n / 2**30:.2f} GiB"
 
-# %% ../nbs/02a_preflight.ipynb #d961bc04
+# %% ../nbs/02a_preflight.ipynb #ad5ff18b
 def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | None = None, cfg=None) -> dict:
     "The run's memory and time plan, from the model's config alone, checked against the machine's budget."
     cfg = cfg or model_config(p, sources)
@@ -395,8 +396,8 @@ def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | N
         plan["fitting_settings"] = fitting_settings(cfg, p, budget, counts)
         if not plan["fitting_settings"]:
             need = mem["terms"]["weights"] + mem["terms"]["overhead"]
-            plan["needs"] = (f"the weights alone take {gib(need)}: run on a machine with more memory, or shard the base "
-                             f"over GPUs with --set num_processes=N --set distributed_type=fsdp "
+            plan["needs"] = (f"the weights alone take {gib(need)}: run on a machine with more memory, or shard the "
+                             f"base over GPUs with --set num_processes=N --set distributed_type=fsdp "
                              f"(N >= {math.ceil(need / max(budget['per_process'], 1))} of this budget each)")
     return plan
 
