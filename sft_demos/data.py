@@ -207,8 +207,9 @@ def _hub_rows(ds: DataSource):
 
 # %% ../nbs/01_data.ipynb #ba4cfde0
 def source_kind(path: str) -> str:
-    "embedded, file, folder or hub."
+    "embedded, replay, file, folder or hub."
     if path.startswith("embedded:"): return "embedded"
+    if path.startswith("replay:"): return "replay"  # the base's own answers (`sft_demos.general.replay_rows`)
     if Path(path).is_file(): return "file"
     if Path(path).is_dir(): return "folder"
     if path.startswith((".", "/", "~")) or Path(path).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
@@ -216,7 +217,10 @@ def source_kind(path: str) -> str:
     return "hub"
 
 # %% ../nbs/01_data.ipynb #b2606734
-def source_rows(ds: DataSource, seed: int = 0):
+def source_rows(ds: DataSource, seed: int = 0,
+                p: RunParams | None = None,  # the run's parameters (a replay source needs its base)
+                tok=None,  # the base's tokenizer (replay)
+                log=print):
     "Raw rows of one source, the first `ds.max_rows` only."
     kind = source_kind(ds.path)
     if kind == "embedded":
@@ -224,6 +228,11 @@ def source_rows(ds: DataSource, seed: int = 0):
             raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is 'embedded:tasks'")
         from sft_demos.taskworld import task_rows
         rows = iter(task_rows("train", seed))
+    elif kind == "replay":
+        if p is None: raise DataError(f"{ds.path}: a replay source needs the run's parameters (its base)")
+        from sft_demos.general import replay_rows
+        try: rows = iter(replay_rows(p, ds.path, tok, log))
+        except ValueError as e: raise DataError(str(e)) from None
     elif kind == "file": rows = _local_rows(Path(ds.path))
     else: rows = _hub_rows(ds)
     return itertools.islice(rows, ds.max_rows)
@@ -610,6 +619,12 @@ def content_hash(ds: DataSource, seed: int) -> dict:
                         and not any(s.startswith(".") for s in x.relative_to(ds.path).parts)):
             h.update(f"{f.relative_to(ds.path)}\0{sha256_file(f)}\n".encode())
         return {"sha256": h.hexdigest()}
+    if kind == "replay":
+        from sft_demos.general import GENERAL_DIR, REPLAY_NEW_TOKENS
+        name = ds.path.split(":", 1)[1]
+        f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
+        return {"prompts_file": str(f), "sha256": sha256_file(f), "generator": "the base's greedy answers to these "
+                f"prompts, up to {REPLAY_NEW_TOKENS} new tokens, only those that ended (sft_demos.general.replay_rows)"}
     if kind == "embedded":
         from sft_demos.taskworld import task_rows
         return {"sha256": hashlib.sha256(json.dumps(task_rows("train", seed)).encode()).hexdigest(),
@@ -667,7 +682,7 @@ def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     "Read, adapt, mix, format and audit the recipe's datasets with tokenizer `tok`."
     results = []
     for ds in p.datasets:
-        res = adapt_source(ds, source_rows(ds, p.seed), p.system_prompt)
+        res = adapt_source(ds, source_rows(ds, p.seed, p, tok, log), p.system_prompt)
         log(f"{res.label}: {res.rows_read} rows read, schema {res.schema}, {len(res.bad)} bad")
         results.append(res)
     if any(r.bad for r in results) and p.bad_rows == "fail": raise bad_rows_error(results)

@@ -405,10 +405,12 @@ def _pct(v, se=None) -> str:
 
 # %% ../nbs/04_eval.ipynb #84c71f9b
 def metrics_table(rows: list[dict], models: list[str]) -> str:
-    "Markdown table Metric | base | finetuned | delta, in percent."
+    "Markdown table Metric | base | finetuned | delta (| verdict), in percent."
     cols = ["Metric", *models] + (["delta"] if len(models) > 1 else [])
+    cols += ["verdict"] if len(models) > 1 and any("verdict" in r for r in rows) else []
     recs = [{"Metric": r["metric"], **{m: _pct(r.get(m), r.get(f"{m}_stderr")) for m in models},
-             "delta": "-" if r.get("delta") is None else f"{100 * r['delta']:+.2f}"} for r in rows]
+             "delta": "-" if r.get("delta") is None else f"{100 * r['delta']:+.2f}",
+             "verdict": r.get("verdict", "-")} for r in rows]
     return md_table(recs, cols, align="l" + "r" * (len(cols) - 1)) + "\n"
 
 # %% ../nbs/04_eval.ipynb #98f55b9f
@@ -476,7 +478,10 @@ def run_eval(p: RunParams,  # the run's parameters
         raise EvalError(f"{adapter} holds no trained adapter: run the train stage first")
     check_adapter_base(p, adapter)
     heldout = read_jsonl(run_dir / "data" / "heldout.jsonl") if (run_dir / "data" / "heldout.jsonl").is_file() else []
-    res = {}
+    res, answers = {}, None
+    if p.drift:  # the base's answers to the drift prompts: generated once per base, then read from the cache
+        from sft_demos.general import DRIFT_NEW_TOKENS, base_answers, drift_prompts
+        answers = base_answers(p, drift_prompts(), DRIFT_NEW_TOKENS, log=log)
     for what in ["finetuned"] + (["base"] if p.eval_base else []):  # finetuned first: a broken adapter fails early
         t0 = time.time()
         tok = load_tokenizer(p,
@@ -486,17 +491,32 @@ def run_eval(p: RunParams,  # the run's parameters
             src = base_path(p) if what == "base" else f"{base_path(p)} + {adapter}"
             raise EvalError(f"{what}: cannot load the model ({src}): {type(e).__name__}: {e}") from e
         res[what] = evaluate_model(model, tok, p, suite, heldout, what, log)
+        if answers and what == "finetuned":
+            from sft_demos.general import answer_nll
+            res[what]["drift_nll"] = answer_nll(model, tok, answers["prompts"], answers["answers"])
         del model
         free_memory()
         log(f"{what}: done in {time.time() - t0:.1f}s")
-    write_results(p, run_dir, {m: res[m] for m in ("base", "finetuned") if m in res}, suite, heldout)
+    drift = None
+    if answers:
+        from sft_demos.general import drift_stats
+        drift = drift_stats(answers["base_nll"], res["finetuned"]["drift_nll"], p.drift_threshold, p.verdict_z) | {
+            "prompts": len(answers["prompts"]), "max_new_tokens": answers["generation"]["max_new_tokens"],
+            "answers_key": answers["key"],
+            "per_prompt": [{"base": b, "finetuned": f_} for b, f_ in zip(answers["base_nll"],
+                                                                          res["finetuned"]["drift_nll"])]}
+        log(f"drift {drift['drift']:+.3f} nats/token (95% CI {drift['ci95'][0]:+.3f} to {drift['ci95'][1]:+.3f}): "
+            f"{drift['verdict']}")
+    write_results(p, run_dir, {m: res[m] for m in ("base", "finetuned") if m in res}, suite, heldout, drift)
 
 # %% ../nbs/04_eval.ipynb #1ade2cd3
-def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, heldout: list[dict]):
+def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, heldout: list[dict],
+                  drift: dict | None = None):
     "Write metrics.json, metrics.md, samples.json and samples.md (each atomically) from `evaluate_model` outputs."
     import lm_eval
     models = list(res)
-    rows = metrics_rows(res)
+    from sft_demos.general import add_verdicts, drift_markdown
+    rows = add_verdicts(metrics_rows(res), p.verdict_z)
     settings = {"eval_tasks": p.eval_tasks, "num_fewshot": p.eval_num_fewshot, "limit": p.eval_limit,
                 "eval_data": p.eval_data,
                 "data_root": str(suite.root) if suite and suite.root else None, "batch_size": p.eval_batch_size,
@@ -505,8 +525,10 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
                 "finetuned": "base model with the run's LoRA adapter (adapter/)"},
                 "finetuned_4bit": p.load_in_4bit,  # the finetuned model was scored on the 4-bit base (QLoRA)
                 "lm_eval_include_path": "lm_eval_tasks" if suite else None,
-                "smoke_set": p.eval_data == "embedded"}
+                "smoke_set": p.eval_data == "embedded", "verdict_z": p.verdict_z,
+                "verdict_rule": f"gain or loss when |delta| > {p.verdict_z:g} x sqrt(base_stderr^2 + finetuned_stderr^2)"}
     metrics = {"settings": settings, "table": rows}
+    if drift: metrics["drift"] = drift
     if suite: metrics["leaderboard"] = {m: r["leaderboard"] for m, r in res.items()}
     if heldout:
         metrics["heldout"] = {m: r["heldout"] for m, r in res.items()}
@@ -525,7 +547,7 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
     note = ("\n*Leaderboard rows are scored on the bundled offline mini-sets (`eval_data: embedded`): a smoke test of "
             "the evaluation, not a benchmark.*\n" if p.eval_data == "embedded" and suite else "")
     texts = {"metrics.json": json.dumps(metrics, indent=1, default=str),
-             "metrics.md": metrics_table(rows, models) + note,
+             "metrics.md": metrics_table(rows, models) + note + ("\n" + drift_markdown(drift) if drift else ""),
              "samples.json": json.dumps(samples, indent=1), "samples.md": samples_markdown(samples)}
     if suite: texts["lm_eval_tasks/suite.yaml"] = yaml.safe_dump(suite_config(suite), sort_keys=False)
     if suite: (Path(run_dir) / "lm_eval_tasks").mkdir(exist_ok=True)  # `lm_eval --include_path` reruns the suite

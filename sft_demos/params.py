@@ -135,6 +135,9 @@ class RunParams:
     eval_data: str = "embedded"  # embedded (bundled offline mini-sets), hub, or a local folder laid out as on the Hub
     eval_batch_size: int = 8  # lm-eval batch size
     eval_base: bool = True  # also score the base model, for the delta
+    drift: bool = True  # score the base's answers to the bundled general prompts under both models (drift)
+    drift_threshold: float = 0.25  # nats/token: a prompt whose answer NLL rose by more counts as drifted
+    verdict_z: float = 2.0  # a delta is a gain or loss only beyond this many combined stderrs
     example_prompts: list[str] = field(default_factory=lambda: list(SEED_PROMPTS))  # prompts for samples.md
     max_new_tokens: int = 64  # generation length for example prompts
     do_sample: bool = False  # greedy unless True

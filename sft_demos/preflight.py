@@ -180,12 +180,18 @@ def check_model(p: RunParams, probe: HubProbe) -> list[Source]:
 
 # %% ../nbs/02a_preflight.ipynb #f0ddf81a
 def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
-    "One dataset of the mix: embedded, a local file or folder, or a Hub id (hub cache or the Hub)."
+    "One dataset of the mix: embedded, replay, a local file or folder, or a Hub id (hub cache or the Hub)."
     fix_path = f"`--set datasets.{i}.path=FILE` (a local jsonl/json/csv/parquet file or folder)"
     if ds.path.startswith("embedded:"):
         ok = ds.path == "embedded:tasks"
         return Source("dataset", ds.path, "embedded", ok, "sft_demos.taskworld" if ok else None, None,
                       None if ok else "unknown embedded dataset; the one there is is 'embedded:tasks'")
+    if ds.path.startswith("replay:"):  # the base's answers to a prompt file (sft_demos.general.replay_rows)
+        from sft_demos.general import GENERAL_DIR
+        name = ds.path.split(":", 1)[1]
+        f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
+        return Source("dataset", ds.path, "replay", f.is_file(), str(f.resolve()) if f.is_file() else None, None,
+                      None if f.is_file() else f"no such prompt file {f}; use replay:general or replay:FILE (.json/.jsonl)")
     p = Path(ds.path).expanduser()
     if p.is_file(): return Source("dataset", ds.path, "file", True, str(p.resolve()))
     if p.is_dir(): return Source("dataset", ds.path, "folder", True, str(p.resolve()))

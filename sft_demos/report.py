@@ -541,8 +541,10 @@ def sec_reproduce(r: RunFiles) -> str:
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #39f6d702
-SECTIONS = {"header": sec_header, "model_data": sec_model_data, "training": sec_training, "benchmarks": sec_benchmarks,
-            "loss": sec_loss, "samples": sec_samples, "runtime": sec_runtime, "reproduce": sec_reproduce}
+# model-card order: what the model scores (with verdicts and drift), its loss, its answers, its speed; then where it
+# came from (base, data, provenance, audit), how it was trained, and how to run it again
+SECTIONS = {"header": sec_header, "benchmarks": sec_benchmarks, "loss": sec_loss, "samples": sec_samples,
+            "runtime": sec_runtime, "model_data": sec_model_data, "training": sec_training, "reproduce": sec_reproduce}
 
 def report_markdown(run_dir: str | Path,  # the run folder
                     p: RunParams | None = None,  # its parameters (default: its params.yaml)
