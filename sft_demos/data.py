@@ -190,11 +190,14 @@ def _hub_help(ds: DataSource, why: str) -> DataError:
 def _hub_rows(ds: DataSource):
     "Stream rows of a Hub dataset (or a local folder laid out like one) with `datasets`."
     import datasets
-    local = Path(ds.path).is_dir()
-    if not local:
-        if not _offline() and not hub_reachable(): raise _hub_help(ds, "the Hub cannot be reached from here")
+    local, path = Path(ds.path).is_dir(), ds.path
+    if not local and (_offline() or not hub_reachable()):  # read the hub cache's snapshot as the local folder it is
+        from sft_demos.preflight import cached_snapshot
+        snap = cached_snapshot(ds.path, "dataset", ds.revision)
+        if snap is None and not _offline(): raise _hub_help(ds, "the Hub cannot be reached from here")
+        if snap is not None: local, path = True, str(snap)
     try:
-        it = datasets.load_dataset(ds.path, name=ds.name, data_files=ds.data_files, split=ds.split,
+        it = datasets.load_dataset(path, name=ds.name, data_files=ds.data_files, split=ds.split,
                                    revision=None if local else ds.revision, streaming=True)
         yield from it
     except (ConnectionError, OSError) as e:
@@ -615,12 +618,9 @@ def content_hash(ds: DataSource, seed: int) -> dict:
 
 # %% ../nbs/01_data.ipynb #ccb64263
 def _hub_sha(ds: DataSource) -> str | None:
-    "The commit a Hub dataset resolves to, when the Hub answers."
-    if _offline(): return None
-    try:
-        from huggingface_hub import HfApi
-        return HfApi().dataset_info(ds.path, revision=ds.revision, timeout=10).sha
-    except Exception: return None
+    "The commit a Hub dataset resolves to: from the Hub when it answers, else from the hub cache's refs."
+    from sft_demos.preflight import hub_revision
+    return hub_revision(ds.path, "dataset", ds.revision)
 
 # %% ../nbs/01_data.ipynb #e00495c1
 @dataclass
@@ -735,6 +735,9 @@ def run_data(p: RunParams,  # the run's parameters
              tok=None,  # tokenizer to use; default `sft_demos.model.load_tokenizer(p)`
              log=print) -> Prepared:
     "The data stage: prepare, write and audit the run's datasets."
+    if not os.environ.get("SFT_DEMOS_RUNNER"):  # on its own: name every missing source before reading any
+        from sft_demos.preflight import require_sources
+        require_sources(p, log)
     if tok is None:
         from sft_demos.model import load_tokenizer
         tok = load_tokenizer(p)

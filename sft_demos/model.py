@@ -112,7 +112,10 @@ def gguf_provenance(name: str  # `gguf:<package>/<file>.gguf`, or the path of a 
 def model_provenance(p: RunParams) -> dict:
     "What pins the run's base: its name and revision, plus the file, sha256 and package version of a GGUF source."
     name = p.model_name_or_path
-    return {"model_name_or_path": name, "revision": p.revision, **(gguf_provenance(name) if is_gguf(name) else {})}
+    hub = not (name.startswith("embedded:") or is_gguf(name) or Path(name).expanduser().is_dir())
+    if hub: from sft_demos.preflight import hub_revision  # from the Hub, else the hub cache's refs
+    return {"model_name_or_path": name, "revision": p.revision, **(gguf_provenance(name) if is_gguf(name) else {}),
+            **({"resolved_revision": hub_revision(name, "model", p.revision)} if hub else {})}
 
 # %% ../nbs/02_model.ipynb #a6fdc2a4
 def _gguf_architecture(f: Path) -> str:

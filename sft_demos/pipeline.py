@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_pipeline.ipynb #8c36775c
 from __future__ import annotations
-import argparse, json, os, re, shutil, sys, time
+import argparse, dataclasses, json, os, re, shutil, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 from .params import ParamsError, RunParams, load_params, save_params, list_recipes, STAGES
@@ -248,12 +248,18 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
         if runs_dir: p.runs_dir = str(runs_dir)
     nbs = Path(notebooks) if notebooks else nbs_dir()
     todo = _stage_list(p, stages, nbs)
+    from sft_demos.preflight import preflight, write_plan
+    plan = preflight(dataclasses.replace(p, stages=[s for s, _ in todo]), log)  # before any folder or stage
+    if plan.get("hub") == "unreachable":  # everything is cached: the stages read it without retrying the Hub
+        log("the Hub cannot be reached: stages run with HF_HUB_OFFLINE=1 from the cache")
+        os.environ["HF_HUB_OFFLINE"] = "1"
     if not resume:
         run_dir = new_run_dir(p.runs_dir, p.recipe)
         save_params(p, run_dir / "params.yaml")
         (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe, *[f"--set {s}" for s in sets]])
                                              + "\n")
     run_dir = run_dir.resolve()
+    if not (run_dir / "plan.json").exists(): write_plan(run_dir, plan)
     status = read_status(run_dir)
     status.update(recipe=p.recipe, run_dir=str(run_dir))
     log(f"run folder: {run_dir}")

@@ -444,6 +444,10 @@ def sec_training(r: RunFiles) -> str:
     out.append("Measured by the training stage:\n\n" + md_json(r.json("train_summary.json"))
                if r.has("train_summary.json")
                else r.missing("train_summary.json"))
+    from sft_demos.preflight import plan_vs_measured
+    if pm := plan_vs_measured(r.run_dir):
+        out.append(f"Peak memory: planned {pm['planned_mb']:,.0f} MB (`{r.link('plan.json')}`), measured "
+                   f"{pm['measured_mb']:,.0f} MB ({pm['measured_as']}): planned / measured = {pm['ratio']:.2f}")
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #c9159ac8
