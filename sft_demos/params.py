@@ -123,6 +123,8 @@ class RunParams:
     save_total_limit: int | None = 2  # keep the newest N checkpoints
     eval_steps: int | None = 25  # eval loss every N steps; None = no eval loss
     merge_adapter: bool = False  # also write the adapter merged into a full-precision base
+    # Export (the export stage, off unless `stages` lists it, and `sft-demos export`)
+    export_quants: list[str] = field(default_factory=lambda: ["q8_0", "q4_k_m"])  # llama.cpp quantizations beside f16
     # Distributed (accelerate)
     num_processes: int = 1  # >1 launches the training stage with accelerate
     distributed_type: str = "auto"  # auto (ddp when num_processes > 1), ddp, fsdp
@@ -212,7 +214,7 @@ CHOICES = {
     "bnb_4bit_quant_storage": ["uint8", "bfloat16", "float16", "float32"],
 }
 SCHEMAS = ["auto", "guanaco", "dolphin", "platypus", "alpaca", "messages", "sharegpt", "prompt_completion"]
-STAGES = ["data", "train", "eval", "profile", "report"]
+STAGES = ["data", "train", "eval", "profile", "export", "report"]  # export: off unless a recipe lists it
 
 # %% ../nbs/00_params.ipynb #8649d513
 def _check_choice(name, value, allowed, where):

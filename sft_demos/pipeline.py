@@ -18,7 +18,8 @@ __all__ = ['STAGE_NOTEBOOKS', 'STAGE_FUNCS', 'RUNNER_ENV', 'QUIET_WARNINGS', 'KE
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
 STAGE_NOTEBOOKS = {"data": "01_data.ipynb", "train": "03_train.ipynb", "eval": "04_eval.ipynb",
-                   "profile": "05_runtime.ipynb", "report": "06_report.ipynb"}
+                   "profile": "05_runtime.ipynb", "export": "05b_export.ipynb",
+                   "report": "06_report.ipynb"}
 
 def nbs_dir() -> Path:
     "Folder holding the stage notebooks: `$SFT_DEMOS_NBS`, else the checkout's `nbs/`."
@@ -30,7 +31,8 @@ def nbs_dir() -> Path:
 
 # %% ../nbs/07_pipeline.ipynb #dff7a82e
 STAGE_FUNCS = {"data": "sft_demos.data:run_data", "train": "sft_demos.train:run_train",
-               "eval": "sft_demos.evaluate:run_eval", "profile": "sft_demos.runtime:run_profile"}
+               "eval": "sft_demos.evaluate:run_eval", "profile": "sft_demos.runtime:run_profile",
+               "export": "sft_demos.export:run_export"}
 
 def code_key() -> str:
     "Hash of every file of the installed `sft_demos` package (except the generated module index)."
@@ -293,6 +295,8 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
 # %% ../nbs/07_pipeline.ipynb #2724cb45
 SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, imported only when used
     "compare": ("sft_demos.report:compare_main", "overlay the loss curves of several runs"),
+    "export": ("sft_demos.export:export_main",
+               "GGUF files for llama.cpp and Ollama from a finished run, checked by llama.cpp"),
     "bench": ("sft_demos.bench:bench_main",
               "benchmark training throughput, serving variants, and time to quality against the seed's recipe"),
 }

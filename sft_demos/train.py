@@ -12,8 +12,8 @@ from .util import machine, peak_memory, read_jsonl, write_atomic
 
 # %% auto #0
 __all__ = ['VARLEN_SDPA', 'read_split', 'resolve_optim', 'under_runner', 'progress_line', 'progress_callback', 'sft_config',
-           'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'summarize', 'train_worker',
-           'run_train', 'main']
+           'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'summarize', 'name_base',
+           'train_worker', 'run_train', 'main']
 
 # %% ../nbs/03_train.ipynb #b5c3a4c4
 def read_split(run_dir: str | Path,  # run folder written by the data stage
@@ -204,6 +204,19 @@ def _tokens_at(ckpt: Path | None) -> float:
 # %% ../nbs/03_train.ipynb #8770aa0b
 def _write_json(path: Path, obj): write_atomic(path, json.dumps(obj, indent=2))
 
+# %% ../nbs/03_train.ipynb #f9bd282a
+def name_base(p: RunParams,  # the run's parameters
+              adapter: Path,  # a saved adapter folder
+             ) -> dict:
+    "Set `base_model_name_or_path` in `adapter_config.json` to the run's model name; record what it resolved to."
+    from sft_demos.model import base_path
+    f = Path(adapter) / "adapter_config.json"
+    cfg = json.loads(f.read_text())
+    named = {"model_name_or_path": p.model_name_or_path, "revision": p.revision, "resolved": Path(base_path(p)).name}
+    write_atomic(f, json.dumps(cfg | {"base_model_name_or_path": p.model_name_or_path}, indent=2))
+    write_atomic(Path(adapter) / "base_model.json", json.dumps(named, indent=1))
+    return named
+
 # %% ../nbs/03_train.ipynb #24896edb
 def train_worker(p: RunParams,  # the run's parameters
                  run_dir: str | Path,  # run folder with data/ from the data stage
@@ -221,6 +234,7 @@ def train_worker(p: RunParams,  # the run's parameters
     summary = summarize(trainer, metrics, ckpt, tokens_before)
     trainer.save_model(str(run_dir / "adapter"))  # adapter + tokenizer; written by the main process only
     if trainer.is_world_process_zero():
+        name_base(p, run_dir / "adapter")
         _write_json(run_dir / "log.json", trainer.state.log_history)
         if p.merge_adapter:
             del trainer
