@@ -12,9 +12,9 @@ from .params import ParamsError, RunParams, save_params
 from .util import resolve_dtype
 
 # %% auto #0
-__all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'check_launch', 'accelerate_config', 'Launch', 'prepare_launch',
-           'LaunchFailed', 'run_launch', 'launch', 'is_main_process', 'local_rank', 'worker_params', 'in_launch',
-           'worker_main']
+__all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'check_launch', 'launch_params', 'accelerate_config', 'Launch',
+           'prepare_launch', 'LaunchFailed', 'run_launch', 'launch', 'is_main_process', 'local_rank', 'worker_params',
+           'in_launch', 'worker_main', 'shard_model', 'ShardedCheckpoints', 'fsdp_trainer', 'prepare_trainer']
 
 # %% ../nbs/03b_distributed.ipynb #2452e78a
 def nf4_weight_gb(n_params: float,  # parameters of the base model
@@ -47,9 +47,6 @@ def check_launch(p: RunParams,  # the run's parameters
     if on_gpu and n_gpus is not None and p.num_processes > n_gpus:
         raise ParamsError(f"num_processes={p.num_processes} but {n_gpus} GPU(s) are visible: one process per GPU")
     if p.distributed_type != "fsdp": return
-    if not on_gpu:
-        raise ParamsError("distributed_type=fsdp needs GPUs: accelerate runs multi-process CPU jobs as DDP over gloo. "
-                          "Use --set distributed_type=ddp on CPU.")
     if p.load_in_4bit:
         compute, torch_dtype = resolve_dtype(p.bnb_4bit_compute_dtype, on_gpu), resolve_dtype(p.torch_dtype, on_gpu)
         if p.bnb_4bit_quant_storage != compute:
@@ -62,26 +59,35 @@ def check_launch(p: RunParams,  # the run's parameters
             raise ParamsError("optim=paged_adamw_8bit fails when saving FSDP-QLoRA checkpoints; use adamw_torch or "
                               "paged_adamw_32bit")
 
+# %% ../nbs/03b_distributed.ipynb #ae24e455
+def launch_params(p: RunParams,  # the run's parameters
+                  on_gpu: bool,  # whether the processes will run on GPUs
+                 ) -> RunParams:
+    "`p` as the launched processes get it: under FSDP, 4-bit weights left in `uint8` are stored in the compute dtype."
+    if p.distributed_type != "fsdp" or not p.load_in_4bit or p.bnb_4bit_quant_storage != "uint8": return p
+    compute = resolve_dtype(p.bnb_4bit_compute_dtype, on_gpu)
+    print(f"FSDP shards 4-bit weights stored in the compute dtype: bnb_4bit_quant_storage={compute}")
+    return dataclasses.replace(p, bnb_4bit_quant_storage=compute)
+
 # %% ../nbs/03b_distributed.ipynb #0dfb12c8
 def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
                       on_gpu: bool,  # GPU processes, or CPU processes over gloo
                      ) -> dict:
     "The accelerate config (as written to `accelerate.yaml`) for a multi-process run of `p`."
     fsdp = p.distributed_type == "fsdp"
-    cfg = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP" if fsdp else "MULTI_GPU",
+    cfg = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP" if fsdp and on_gpu else "MULTI_GPU",
            "num_machines": 1, "machine_rank": 0, "num_processes": p.num_processes, "gpu_ids": "all",
            "main_process_port": 0,  # 0 = a free port
            "rdzv_backend": "static", "same_network": True,
            "mixed_precision": "no",  # precision comes from the model dtypes and SFTConfig
            "downcast_bf16": "no", "use_cpu": not on_gpu, "debug": False}
-    if fsdp:
+    if fsdp and on_gpu:
         cfg["fsdp_config"] = {
-            "fsdp_version": 1, "fsdp_sharding_strategy": "FULL_SHARD",
-            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             **({"fsdp_transformer_layer_cls_to_wrap": fsdp_layer_cls(p)} if fsdp_layer_cls(p) else {}),
-            "fsdp_use_orig_params": False, "fsdp_cpu_ram_efficient_loading": True, "fsdp_sync_module_states": True,
+            "fsdp_reshard_after_forward": True, "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_sync_module_states": True,  # accelerate's launcher requires it with cpu_ram_efficient_loading
             "fsdp_activation_checkpointing": p.gradient_checkpointing, "fsdp_offload_params": False,
-            "fsdp_backward_prefetch": "BACKWARD_PRE", "fsdp_forward_prefetch": False,
             "fsdp_state_dict_type": "FULL_STATE_DICT"}
     return cfg
 
@@ -105,6 +111,7 @@ def prepare_launch(p: RunParams,  # the run's parameters (num_processes > 1)
         import torch
         on_gpu, n_gpus = torch.cuda.is_available(), torch.cuda.device_count()
     else: n_gpus = None
+    p = launch_params(p, on_gpu)
     check_launch(p, on_gpu, n_gpus)
     run_dir = Path(run_dir).resolve()
     d = run_dir / "distributed"
@@ -187,3 +194,88 @@ def worker_main(p: RunParams,  # the run's parameters
     try: worker(worker_params(p), Path(run_dir))
     finally: state.destroy_process_group()
     return 0
+
+# %% ../nbs/03b_distributed.ipynb #6003e6c3
+def shard_model(model,  # a peft model, in every process of a launch
+                layer_cls: str | None = None,  # decoder layer class name; None = the base's `_no_split_modules`
+                dtype=None,  # compute dtype of the forward and backward (None = the parameters' own)
+               ):
+    "Shard `model` over all processes with FSDP2's `fully_shard`: each decoder layer, then the whole model."
+    import torch, torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    names = {layer_cls} if layer_cls else set(getattr(model.get_base_model(), "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers: raise ValueError(f"no {sorted(names)} layer in {type(model.get_base_model()).__name__} to shard")
+    mesh = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu", (dist.get_world_size(),))
+    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+    for m in layers: fully_shard(m, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    return len(layers)
+
+# %% ../nbs/03b_distributed.ipynb #a5c38829
+class ShardedCheckpoints:
+    "Trainer checkpoints of a model sharded by `shard_model`: adapter and optimizer state saved whole, loaded into shards."
+    def _save(self, output_dir=None, state_dict=None):
+        from torch.distributed.tensor import DTensor
+        sd = {n: (q.full_tensor() if isinstance(q, DTensor) else q).detach().cpu()  # every process joins the gathers
+              for n, q in self.model.named_parameters() if q.requires_grad}
+        if not self.args.should_save: return
+        self.model.save_pretrained(output_dir, state_dict=sd)
+        if self.processing_class is not None: self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        from safetensors.torch import load_file
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        saved = load_file(str(Path(resume_from_checkpoint) / "adapter_model.safetensors"))
+        names = {n.replace(".default.", "."): n for n, q in self.model.named_parameters() if q.requires_grad}
+        if set(saved) != set(names):
+            raise ValueError(f"{resume_from_checkpoint}: the adapter's tensors are not this run's LoRA weights")
+        set_model_state_dict(self.model, {names[k]: v for k, v in saved.items()},
+                             options=StateDictOptions(full_state_dict=True, strict=False))
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        import torch
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        opt = getattr(self.optimizer, "optimizer", self.optimizer)
+        osd = get_optimizer_state_dict(self.model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.args.should_save:
+            torch.save(osd, Path(output_dir) / "optimizer.pt")
+            torch.save(self.lr_scheduler.state_dict(), Path(output_dir) / "scheduler.pt")
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is None: return
+        import torch
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        opt = getattr(self.optimizer, "optimizer", self.optimizer)
+        osd = torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
+        set_optimizer_state_dict(self.model, opt, osd, options=StateDictOptions(full_state_dict=True))
+        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
+
+# %% ../nbs/03b_distributed.ipynb #1545bc43
+def fsdp_trainer(p: RunParams,  # the run's parameters
+                 trainer,  # a trainer built in this process (`sft_demos.train.build_trainer`), not yet trained
+                ):
+    "`trainer` with its model sharded by `shard_model`, no DDP wrapping, and `ShardedCheckpoints`."
+    import torch, torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+    from sft_demos.util import torch_dtype
+    n = shard_model(trainer.model, fsdp_layer_cls(p), torch_dtype(resolve_dtype(p.bnb_4bit_compute_dtype, False)))
+    trainer.is_distributed_loading_by_transformers = True  # the model reduces its own gradients: no DDP around it
+    trainer.__class__ = type(f"Sharded{type(trainer).__name__}", (ShardedCheckpoints, type(trainer)), {})
+    qs = list(trainer.model.parameters())
+    local, total = sum(q.to_local().numel() for q in qs), sum(q.numel() for q in qs)
+    if is_main_process():
+        print(f"FSDP2 over {dist.get_world_size()} CPU processes: {n} decoder layers and the model sharded, "
+              f"{sum(isinstance(q, DTensor) for q in qs)}/{len(qs)} parameters DTensors, this process holds "
+              f"{local}/{total} elements", flush=True)
+    return trainer
+
+# %% ../nbs/03b_distributed.ipynb #e7a60b3f
+def prepare_trainer(p: RunParams,  # the run's parameters
+                    trainer,  # a trainer built in this process, not yet trained
+                   ):
+    "The trainer as this process trains with it: sharded by the project for FSDP on CPU, else as built."
+    import torch
+    if p.distributed_type == "fsdp" and in_launch() and not torch.cuda.is_available(): return fsdp_trainer(p, trainer)
+    return trainer

@@ -223,7 +223,8 @@ def train_worker(p: RunParams,  # the run's parameters
                 ) -> dict:
     "Train (or resume training) in this process and write the stage's outputs; returns the summary."
     run_dir = Path(run_dir)
-    trainer = build_trainer(p, run_dir)
+    from sft_demos.distributed import prepare_trainer
+    trainer = prepare_trainer(p, build_trainer(p, run_dir))  # FSDP on CPU: sharded here (03b_distributed)
     ckpt = last_checkpoint(run_dir)
     if ckpt and trainer.is_world_process_zero(): print(f"resuming from {ckpt}", flush=True)
     tokens_before = _tokens_at(ckpt)  # read now: checkpoint rotation may delete `ckpt` during training
