@@ -446,7 +446,7 @@ def sec_training(r: RunFiles) -> str:
                else r.missing("train_summary.json"))
     from sft_demos.preflight import plan_vs_measured
     if pm := plan_vs_measured(r.run_dir):
-        out.append(f"Peak memory: planned {pm['planned_mb']:,.0f} MB (`{r.link('plan.json')}`), measured "
+        out.append(f"Peak memory: planned {pm['planned_mb']:,.0f} MB ([plan.json]({r.link('plan.json')})), measured "
                    f"{pm['measured_mb']:,.0f} MB ({pm['measured_as']}): planned / measured = {pm['ratio']:.2f}")
     return "\n\n".join(out)
 
