@@ -483,6 +483,9 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"sft-demos export: error: {e}", file=sys.stderr)
         return 2
     print((Path(a.run_dir) / "export" / "export.md").read_text())
+    if (Path(a.run_dir) / "report.md").is_file():  # a finished run's report gains its export section
+        from sft_demos.report import run_report
+        run_report(run_params(Path(a.run_dir)), a.run_dir)
     return 0
 
 # %% ../nbs/05b_export.ipynb #11046ee2

@@ -16,7 +16,7 @@ __all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'IMAGE_TYPES', 'STAGE_FILES', 'LOS
            'git_tracked', 'committed_runs', 'example_run', 'read_log_json', 'read_tb', 'RunLog', 'history_frame',
            'read_run', 'plot_loss', 'save_loss_plot', 'plot_compare', 'compare_table', 'compare_output', 'compare_main',
            'RunFiles', 'sec_header', 'audit_md', 'sec_model_data', 'sec_training', 'sec_benchmarks', 'sec_loss',
-           'sec_samples', 'sec_runtime', 'sec_reproduce', 'report_markdown', 'run_report']
+           'sec_samples', 'sec_runtime', 'sec_export', 'sec_reproduce', 'report_markdown', 'run_report']
 
 # %% ../nbs/06_report.ipynb #99e0487f
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -529,6 +529,14 @@ def sec_runtime(r: RunFiles) -> str:
     else: body = r.missing("runtime.md", "runtime.json")
     return "## Runtime\n\n" + body
 
+# %% ../nbs/06_report.ipynb #e7a1c0d2
+def sec_export(r: RunFiles) -> str:
+    "The export's GGUF files and llama.cpp's checks (`export/export.md`), or how to export the run."
+    if r.has("export/export.md"):
+        return f"## Export\n\n{_included(r.text('export/export.md'))}\n\nFiles: [export.json]({r.link('export/export.json')})"
+    where = f"{r.p.runs_dir}/{r.run_dir.name}" if r.p else "RUN_DIR"
+    return f"## Export\n\n*Not exported: `sft-demos export {where}` writes GGUF files and an Ollama Modelfile.*"
+
 # %% ../nbs/06_report.ipynb #ecd2bb73
 def sec_reproduce(r: RunFiles) -> str:
     "The exact command that made the run, and how to repeat it with the recorded parameters."
@@ -544,7 +552,8 @@ def sec_reproduce(r: RunFiles) -> str:
 # model-card order: what the model scores (with verdicts and drift), its loss, its answers, its speed; then where it
 # came from (base, data, provenance, audit), how it was trained, and how to run it again
 SECTIONS = {"header": sec_header, "benchmarks": sec_benchmarks, "loss": sec_loss, "samples": sec_samples,
-            "runtime": sec_runtime, "model_data": sec_model_data, "training": sec_training, "reproduce": sec_reproduce}
+            "runtime": sec_runtime, "export": sec_export,
+            "model_data": sec_model_data, "training": sec_training, "reproduce": sec_reproduce}
 
 def report_markdown(run_dir: str | Path,  # the run folder
                     p: RunParams | None = None,  # its parameters (default: its params.yaml)
