@@ -191,7 +191,9 @@ def worker_main(p: RunParams,  # the run's parameters
     import torch
     from accelerate import PartialState
     state = PartialState(cpu=not torch.cuda.is_available())
-    try: worker(worker_params(p), Path(run_dir))
+    try:
+        worker(worker_params(p), Path(run_dir))
+        state.wait_for_everyone()  # the group goes when every process is done: gloo aborts a process that leaves early
     finally: state.destroy_process_group()
     return 0
 
