@@ -533,7 +533,7 @@ def sec_runtime(r: RunFiles) -> str:
 def sec_export(r: RunFiles) -> str:
     "The export's GGUF files and llama.cpp's checks (`export/export.md`), or how to export the run."
     if r.has("export/export.md"):
-        return f"## Export\n\n{_included(r.text('export/export.md'))}\n\nFiles: [export.json]({r.link('export/export.json')})"
+        return f"## Export\n\n{_included(r.text('export/export.md'))}\n\nEvery file, size, sha256 and check: `export/export.json` in the run folder."
     where = f"{r.p.runs_dir}/{r.run_dir.name}" if r.p else "RUN_DIR"
     return f"## Export\n\n*Not exported: `sft-demos export {where}` writes GGUF files and an Ollama Modelfile.*"
 
