@@ -110,7 +110,7 @@ class RunParams:
     global_batch_size: int | None = None  # if set, gradient_accumulation_steps is derived from it
     learning_rate: float = 2e-3  # peak learning rate
     lr_scheduler_type: str = "cosine"  # transformers scheduler name
-    warmup_ratio: float = 0.03  # fraction of steps spent warming up
+    warmup_ratio: float = 0.03  # fraction of steps spent warming up, in [0, 1)
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping
     optim: str = "adamw_torch"  # transformers optimizer name (paged_adamw_32bit needs CUDA)
@@ -239,8 +239,9 @@ def _resolve(self: RunParams, where: str = "params") -> RunParams:
     for k in ["lora_r", "lora_alpha", "max_length", "per_device_train_batch_size", "num_processes",
               "profile_new_tokens", "profile_repeats"]:
         if getattr(p, k) < 1: raise ParamsError(f"{where}: {k} must be >= 1, got {getattr(p, k)}")
-    if not 0 <= p.eval_split_size < 1:
-        raise ParamsError(f"{where}: eval_split_size must be in [0, 1), got {p.eval_split_size}")
+    for k in ["eval_split_size", "warmup_ratio"]:  # warmup_ratio: SFTConfig reads a warmup >= 1 as steps
+        if not 0 <= getattr(p, k) < 1:
+            raise ParamsError(f"{where}: {k} must be in [0, 1), got {getattr(p, k)}")
     # derived values
     if p.model_family == "auto": p.model_family = family_from_name(p.model_name_or_path)
     p.lora_target_modules = expand_targets(p.lora_target_modules, p.model_family, where)
