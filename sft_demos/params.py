@@ -12,8 +12,8 @@ import yaml
 # %% auto #0
 __all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS', 'STAGES',
            'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError', 'check_type', 'build',
-           'expand_targets', 'to_dict', 'recipe_path', 'read_recipe', 'parse_set', 'upgrade_run_params', 'load_params',
-           'save_params', 'list_recipes']
+           'expand_targets', 'to_dict', 'passed_on', 'recipe_path', 'read_recipe', 'parse_set', 'upgrade_run_params',
+           'load_params', 'save_params', 'list_recipes']
 
 # %% ../nbs/00_params.ipynb #15f00afe
 @dataclass
@@ -239,7 +239,7 @@ def _resolve(self: RunParams, where: str = "params") -> RunParams:
     for k in ["lora_r", "lora_alpha", "max_length", "per_device_train_batch_size", "num_processes",
               "profile_new_tokens", "profile_repeats"]:
         if getattr(p, k) < 1: raise ParamsError(f"{where}: {k} must be >= 1, got {getattr(p, k)}")
-    for k in ["eval_split_size", "warmup_ratio"]:  # warmup_ratio: SFTConfig reads a warmup >= 1 as steps
+    for k in ["eval_split_size", "warmup_ratio"]:  # SFTConfig reads a warmup_steps >= 1 as steps
         if not 0 <= getattr(p, k) < 1:
             raise ParamsError(f"{where}: {k} must be in [0, 1), got {getattr(p, k)}")
     # derived values
@@ -278,6 +278,24 @@ RunParams.resolve = _resolve
 def to_dict(p: RunParams) -> dict:
     "Plain-data form of `p`, as written to `params.yaml`."
     return asdict(p)
+
+# %% ../nbs/00_params.ipynb #1419e396
+def passed_on(p: RunParams,  # the run's parameters
+              names,  # the target config's fields (or keyword arguments)
+              renamed: dict[str, str] = {},  # RunParams field -> the target's name for it
+              handled: dict[str, str] = {},  # RunParams field -> why the caller sets it itself
+              prefix: str = "",  # a prefix of RunParams names the target's names lack (`lora_`)
+             ) -> dict:
+    "Keyword arguments for a library config: the fields of `p` that `names` shares, less `handled`."
+    own = [f.name for f in fields(p)]
+    if stale := sorted(k for k in {**renamed, **handled} if k not in own):
+        raise ValueError(f"not RunParams fields (renamed/handled): {stale}")
+    out = {}
+    for k in own:
+        to = renamed.get(k, k)
+        if to not in names and prefix and to.startswith(prefix): to = to[len(prefix):]
+        if to in names and k not in handled: out[to] = getattr(p, k)
+    return out
 
 # %% ../nbs/00_params.ipynb #61f96169
 RECIPES_DIR = Path(__file__).parent / "recipes" if "__file__" in globals() else Path("../sft_demos/recipes")
