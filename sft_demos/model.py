@@ -7,15 +7,16 @@ from __future__ import annotations
 import json, os, time
 from functools import lru_cache
 from pathlib import Path
-from .params import ParamsError, RunParams
+from .params import ParamsError, RunParams, passed_on
 from .util import sha256_file, torch_dtype
 from .embedded import cache_key, cache_root, cached_build, embedded_path, embedded_tokenizer_path
 
 # %% auto #0
-__all__ = ['GGUF_PREFIX', 'GGUF_VERSION', 'SMOLLM2', 'compute_dtype', 'model_dtype', 'device_map', 'bnb_config', 'base_path',
-           'is_gguf', 'gguf_file', 'gguf_provenance', 'model_provenance', 'convert_gguf', 'gguf_path', 'load_tokenizer',
-           'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config', 'keep_trainable_4bit',
-           'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned', 'free_memory']
+__all__ = ['BNB_HANDLED', 'GGUF_PREFIX', 'GGUF_VERSION', 'SMOLLM2', 'LORA_HANDLED', 'compute_dtype', 'model_dtype', 'device_map',
+           'bnb_config', 'base_path', 'is_gguf', 'gguf_file', 'gguf_provenance', 'model_provenance', 'convert_gguf',
+           'gguf_path', 'load_tokenizer', 'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config',
+           'keep_trainable_4bit', 'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned',
+           'free_memory']
 
 # %% ../nbs/02_model.ipynb #920bf8ec
 import logging
@@ -41,14 +42,20 @@ def device_map(p: RunParams):
     return "auto"
 
 # %% ../nbs/02_model.ipynb #9ca63619
+BNB_HANDLED = {  # RunParams fields named like BitsAndBytesConfig arguments, set by bnb_config
+    "load_in_4bit": "this config is the 4-bit load; p.load_in_4bit says whether load_base uses it",
+    "bnb_4bit_compute_dtype": "'auto' is the device's dtype (compute_dtype)",
+    "bnb_4bit_quant_storage": "a dtype name: bitsandbytes gets the torch dtype",
+}
+
 def bnb_config(p: RunParams):
     "`BitsAndBytesConfig` for a 4-bit (QLoRA) load of the base."
-    import torch
+    import inspect, torch
     from transformers import BitsAndBytesConfig
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=p.bnb_4bit_quant_type,
-                              bnb_4bit_use_double_quant=p.bnb_4bit_use_double_quant,
-                              bnb_4bit_compute_dtype=compute_dtype(p),
-                              bnb_4bit_quant_storage=getattr(torch, p.bnb_4bit_quant_storage))
+    kw = passed_on(p, inspect.signature(BitsAndBytesConfig).parameters, handled=BNB_HANDLED)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute_dtype(p),
+                              bnb_4bit_quant_storage=getattr(torch, p.bnb_4bit_quant_storage),
+                              **kw)
 
 # %% ../nbs/02_model.ipynb #ebe7650f
 def base_path(p: RunParams) -> str:
@@ -270,11 +277,18 @@ def lora_targets(model,  # the loaded base
     return list(targets)
 
 # %% ../nbs/02_model.ipynb #e2dc77ff
+LORA_HANDLED = {  # RunParams fields named like LoraConfig fields, set by lora_config
+    "lora_target_modules": "checked against the loaded model's modules (lora_targets)",
+}
+
 def lora_config(p: RunParams, model):
-    "peft `LoraConfig` from the run's params, targets checked against `model`."
+    "peft `LoraConfig` from the run's params (`lora_r` is `r`), targets checked against `model`."
+    import dataclasses
     from peft import LoraConfig
-    return LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout, bias="none",
-                      target_modules=lora_targets(model, p.lora_target_modules), task_type="CAUSAL_LM")
+    names = {f.name for f in dataclasses.fields(LoraConfig)}
+    kw = passed_on(p, names, handled=LORA_HANDLED, prefix="lora_")
+    return LoraConfig(**kw, bias="none", target_modules=lora_targets(model, p.lora_target_modules),
+                      task_type="CAUSAL_LM")
 
 # %% ../nbs/02_model.ipynb #caf406e1
 def keep_trainable_4bit(model):
