@@ -6,14 +6,14 @@
 from __future__ import annotations
 import argparse, json, os, sys, time
 from pathlib import Path
-from .params import RunParams, load_params
+from .params import RunParams, load_params, passed_on
 from .model import add_lora, compute_dtype, load_base, load_tokenizer, merge_adapter
 from .util import machine, peak_memory, read_jsonl, write_atomic
 
 # %% auto #0
-__all__ = ['VARLEN_SDPA', 'read_split', 'resolve_optim', 'under_runner', 'progress_line', 'progress_callback', 'sft_config',
-           'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'summarize', 'name_base',
-           'train_worker', 'run_train', 'main']
+__all__ = ['SFT_RENAMED', 'SFT_HANDLED', 'VARLEN_SDPA', 'read_split', 'resolve_optim', 'under_runner', 'progress_line',
+           'progress_callback', 'sft_config', 'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint',
+           'summarize', 'name_base', 'train_worker', 'run_train', 'main']
 
 # %% ../nbs/03_train.ipynb #b5c3a4c4
 def read_split(run_dir: str | Path,  # run folder written by the data stage
@@ -78,31 +78,38 @@ def _checkpointing_key() -> str:
     fields = TrainingArguments.__dataclass_fields__
     return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
+# %% ../nbs/03_train.ipynb #944e2cb8
+SFT_RENAMED = {  # RunParams field -> its SFTConfig name
+    # transformers 5 has no warmup_ratio: a warmup_steps in [0, 1) is that fraction of all steps
+    # (TrainingArguments.get_warmup_steps), and params keeps warmup_ratio below 1
+    "warmup_ratio": "warmup_steps",
+}
+SFT_HANDLED = {  # RunParams fields named like SFTConfig fields, set by sft_config
+    "optim": "paged optimizers need CUDA: resolve_optim picks the one used here",
+    "gradient_checkpointing": "transformers 5: activation_checkpointing (_checkpointing_key)",
+    "eval_steps": "eval loss needs an eval split: without one, or with None, eval_strategy is 'no'",
+}
+
 # %% ../nbs/03_train.ipynb #1234c259
 def sft_config(p: RunParams,  # the run's parameters
                run_dir: str | Path,  # run folder; checkpoints go to run_dir/checkpoints
                has_eval: bool = True,  # whether there is an eval split to compute eval loss on
                **kw,  # further SFTConfig fields (tests)
               ):
-    "TRL `SFTConfig` for the run."
-    import torch
+    "TRL `SFTConfig` for the run: the fields of `p` it shares (`passed_on`), and what is set here."
+    import dataclasses, torch
     from trl import SFTConfig
     cuda, dt = torch.cuda.is_available(), compute_dtype(p)
     evaluate = has_eval and p.eval_steps is not None
-    return SFTConfig(**{**dict(
-        output_dir=str(Path(run_dir) / "checkpoints"), seed=p.seed, data_seed=p.seed,
-        num_train_epochs=p.num_train_epochs, max_steps=p.max_steps,
-        per_device_train_batch_size=p.per_device_train_batch_size,
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    return SFTConfig(**{**passed_on(p, names, SFT_RENAMED, SFT_HANDLED), **dict(
+        output_dir=str(Path(run_dir) / "checkpoints"), data_seed=p.seed,
         per_device_eval_batch_size=p.per_device_train_batch_size,
-        gradient_accumulation_steps=p.gradient_accumulation_steps, learning_rate=p.learning_rate,
-        lr_scheduler_type=p.lr_scheduler_type, warmup_steps=p.warmup_ratio, weight_decay=p.weight_decay,
-        max_grad_norm=p.max_grad_norm, optim=resolve_optim(p.optim, cuda),
-        **{_checkpointing_key(): p.gradient_checkpointing}, bf16=cuda and dt == torch.bfloat16,
-        fp16=cuda and dt == torch.float16,
-        max_length=p.max_length, packing=p.packing, packing_strategy="bfd",
-        logging_steps=p.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=p.save_steps,
-        save_total_limit=p.save_total_limit, eval_strategy="steps" if evaluate else "no",
-        eval_steps=p.eval_steps if evaluate else None, report_to="none", disable_tqdm=under_runner(),
+        optim=resolve_optim(p.optim, cuda), **{_checkpointing_key(): p.gradient_checkpointing},
+        bf16=cuda and dt == torch.bfloat16, fp16=cuda and dt == torch.float16,
+        packing_strategy="bfd", logging_first_step=True, save_strategy="steps",
+        eval_strategy="steps" if evaluate else "no", eval_steps=p.eval_steps if evaluate else None,
+        report_to="none", disable_tqdm=under_runner(),
         dataloader_pin_memory=cuda, use_cpu=not cuda), **kw})
 
 # %% ../nbs/03_train.ipynb #adb76c34
