@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS', 'STAGES',
-           'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError', 'check_type', 'build',
-           'expand_targets', 'to_dict', 'recipe_path', 'read_recipe', 'parse_set', 'upgrade_run_params', 'load_params',
-           'save_params', 'list_recipes']
+__all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS',
+           'STAGE_TABLE', 'STAGES', 'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError',
+           'check_type', 'build', 'Stage', 'expand_targets', 'to_dict', 'recipe_path', 'read_recipe', 'parse_set',
+           'upgrade_run_params', 'load_params', 'save_params', 'list_recipes']
 
 # %% ../nbs/00_params.ipynb #15f00afe
 @dataclass
@@ -217,7 +217,32 @@ CHOICES = {
     "bnb_4bit_quant_storage": ["uint8", "bfloat16", "float16", "float32"],
 }
 SCHEMAS = ["auto", "guanaco", "dolphin", "platypus", "alpaca", "messages", "sharegpt", "prompt_completion"]
-STAGES = ["data", "train", "eval", "profile", "export", "report"]  # export: off unless a recipe lists it
+
+# %% ../nbs/00_params.ipynb #ad1b5a89
+@dataclass(frozen=True)
+class Stage:
+    "One stage of a run: its notebook, its function, what it reads and what it writes."
+    name: str  # as `stages` and `--stages` name it
+    notebook: str  # the stage notebook in nbs/
+    fn: str  # "module:function", called as function(p, run_dir)
+    needs: tuple[str, ...] = ()  # upstream stages whose outputs it reads
+    writes: tuple[str, ...] = ()  # files it writes into the run folder
+
+STAGE_TABLE = {s.name: s for s in [
+    Stage("data", "01_data.ipynb", "sft_demos.data:run_data",
+          writes=("provenance.json", "data_report.json")),
+    Stage("train", "03_train.ipynb", "sft_demos.train:run_train", ("data",),
+          ("log.json", "train_summary.json")),
+    Stage("eval", "04_eval.ipynb", "sft_demos.evaluate:run_eval", ("data", "train"),
+          ("metrics.md", "metrics.json", "samples.json", "samples.md")),
+    Stage("profile", "05_runtime.ipynb", "sft_demos.runtime:run_profile", ("data", "train"),
+          ("runtime.md", "runtime.json")),
+    Stage("export", "05b_export.ipynb", "sft_demos.export:run_export", ("data", "train"),
+          ("export/export.md", "export/export.json")),  # off unless a recipe lists it
+    Stage("report", "06_report.ipynb", "sft_demos.report:run_report",
+          writes=("report.md", "loss.png")),  # reads the others' files (as-is: a committed run)
+]}
+STAGES = list(STAGE_TABLE)  # in pipeline order
 
 # %% ../nbs/00_params.ipynb #8649d513
 def _check_choice(name, value, allowed, where):
