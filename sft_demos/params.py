@@ -73,6 +73,8 @@ class RunParams:
     stages: list[str] = field(default_factory=lambda: ["data", "train", "eval", "profile",
                                                        "report"])  # stages to run, in order
     preflight: bool = True  # refuse a run whose memory plan does not fit the machine; false: warn, run anyway
+    # set by `sft-demos run`: its pre-flight checked the sources; training progress as plain lines
+    under_runner: bool = False
     # Model
     model_name_or_path: str = "embedded:tiny-llama"  # Hub id, local folder, or `embedded:tiny-llama` (built here)
     model_family: str = "auto"  # llama, mistral, qwen2, falcon, mpt; auto = from the name, else from the config

@@ -110,7 +110,7 @@ def _failing_cell(nb_path: Path) -> str:
     return "?"
 
 # %% ../nbs/07_pipeline.ipynb #abb02f4e
-RUNNER_ENV = {"SFT_DEMOS_RUNNER": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+RUNNER_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 QUIET_WARNINGS = ["ignore:IProgress not found", "ignore:`is_gradient_checkpointing` is deprecated"]
 
 def runner_env(env: dict | None = None  # environment to update (default: this process's)
@@ -174,9 +174,13 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
             raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
         if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set cannot change it")
         p = load_params(str(run_dir / "params.yaml"))
+        if not p.under_runner:  # a run folder from before `under_runner`
+            p.under_runner = True
+            save_params(p, run_dir / "params.yaml")
     else:
         p = load_params(recipe, list(sets))
         if runs_dir: p.runs_dir = str(runs_dir)
+        p.under_runner = True  # the stages: sources checked by the pre-flight, progress as lines
     nbs = Path(notebooks) if notebooks else nbs_dir()
     todo = _stage_list(p, stages, nbs)
     from sft_demos.preflight import preflight, write_plan
