@@ -371,6 +371,16 @@ def upgrade_run_params(d: dict) -> dict:
     d["train_on"] = "last" if d.pop("completion_only_loss") else "all"  # the old completion was the last answer only
     return d
 
+# %% ../nbs/00_params.ipynb #fc76239a
+def _override(p: RunParams,  # parameters checked so far
+              cur: dict,  # `to_dict(p)` with overrides applied
+              keys: list[str],  # the (possibly dotted) keys the overrides set
+              where: str) -> RunParams:
+    "`p` with the fields `keys` name taken from `cur`: only those fields are checked (again)."
+    heads = list(dict.fromkeys(k.split(".")[0] for k in keys))
+    new = build(RunParams, {h: cur[h] for h in heads}, where)
+    return dataclasses.replace(p, **{h: getattr(new, h) for h in heads})
+
 # %% ../nbs/00_params.ipynb #019a4e31
 def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
                 sets: list[str] = (),  # `--set key=value` overrides, applied in order
@@ -387,11 +397,11 @@ def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
         cur = to_dict(p)
         where = f"--set {item} (over {path})"
         _apply_set(cur, k, v, where)
-        p = build(RunParams, cur, where)
+        p = _override(p, cur, [k], where)
     if overrides:
         cur = to_dict(p)
         for k, v in overrides.items(): _apply_set(cur, k, v, "overrides")
-        p = build(RunParams, cur, "overrides")
+        p = _override(p, cur, list(overrides), "overrides")
     return p.resolve(str(path))
 
 # %% ../nbs/00_params.ipynb #be2db7a2
