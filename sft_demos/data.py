@@ -750,7 +750,7 @@ def run_data(p: RunParams,  # the run's parameters
              tok=None,  # tokenizer to use; default `sft_demos.model.load_tokenizer(p)`
              log=print) -> Prepared:
     "The data stage: prepare, write and audit the run's datasets."
-    if not os.environ.get("SFT_DEMOS_RUNNER"):  # on its own: name every missing source before reading any
+    if not p.under_runner:  # on its own: name every missing source before reading any
         from sft_demos.preflight import require_sources
         require_sources(p, log)
     if tok is None:

@@ -269,8 +269,8 @@ SITE_EXECUTE = ("index.ipynb", "00_params.ipynb", "01a_taskworld.ipynb", "07_pip
 RUN_FILES = (".png", ".jpg", ".jpeg", ".svg")  # files of a run copied next to its report
 
 def _stage_notebooks() -> set[str]:
-    from sft_demos.pipeline import STAGE_NOTEBOOKS
-    return set(STAGE_NOTEBOOKS.values())
+    from sft_demos.params import STAGE_TABLE
+    return {s.notebook for s in STAGE_TABLE.values()}
 
 # %% ../nbs/08_docs.ipynb #3788225e
 def run_copy(name: str, runs: list[Path]) -> Path | None:

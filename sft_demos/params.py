@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS', 'STAGES',
-           'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError', 'check_type', 'build',
-           'expand_targets', 'to_dict', 'passed_on', 'recipe_path', 'read_recipe', 'parse_set', 'upgrade_run_params',
-           'load_params', 'save_params', 'list_recipes']
+__all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS',
+           'STAGE_TABLE', 'STAGES', 'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError',
+           'check_type', 'build', 'Stage', 'expand_targets', 'to_dict', 'passed_on', 'recipe_path', 'read_recipe',
+           'parse_set', 'upgrade_run_params', 'load_params', 'save_params', 'list_recipes']
 
 # %% ../nbs/00_params.ipynb #15f00afe
 @dataclass
@@ -73,6 +73,8 @@ class RunParams:
     stages: list[str] = field(default_factory=lambda: ["data", "train", "eval", "profile",
                                                        "report"])  # stages to run, in order
     preflight: bool = True  # refuse a run whose memory plan does not fit the machine; false: warn, run anyway
+    # set by `sft-demos run`: its pre-flight checked the sources; training progress as plain lines
+    under_runner: bool = False
     # Model
     model_name_or_path: str = "embedded:tiny-llama"  # Hub id, local folder, or `embedded:tiny-llama` (built here)
     model_family: str = "auto"  # llama, mistral, qwen2, falcon, mpt; auto = from the name, else from the config
@@ -217,7 +219,32 @@ CHOICES = {
     "bnb_4bit_quant_storage": ["uint8", "bfloat16", "float16", "float32"],
 }
 SCHEMAS = ["auto", "guanaco", "dolphin", "platypus", "alpaca", "messages", "sharegpt", "prompt_completion"]
-STAGES = ["data", "train", "eval", "profile", "export", "report"]  # export: off unless a recipe lists it
+
+# %% ../nbs/00_params.ipynb #ad1b5a89
+@dataclass(frozen=True)
+class Stage:
+    "One stage of a run: its notebook, its function, what it reads and what it writes."
+    name: str  # as `stages` and `--stages` name it
+    notebook: str  # the stage notebook in nbs/
+    fn: str  # "module:function", called as function(p, run_dir)
+    needs: tuple[str, ...] = ()  # upstream stages whose outputs it reads
+    writes: tuple[str, ...] = ()  # files it writes into the run folder
+
+STAGE_TABLE = {s.name: s for s in [
+    Stage("data", "01_data.ipynb", "sft_demos.data:run_data",
+          writes=("provenance.json", "data_report.json")),
+    Stage("train", "03_train.ipynb", "sft_demos.train:run_train", ("data",),
+          ("log.json", "train_summary.json")),
+    Stage("eval", "04_eval.ipynb", "sft_demos.evaluate:run_eval", ("data", "train"),
+          ("metrics.md", "metrics.json", "samples.json", "samples.md")),
+    Stage("profile", "05_runtime.ipynb", "sft_demos.runtime:run_profile", ("data", "train"),
+          ("runtime.md", "runtime.json")),
+    Stage("export", "05b_export.ipynb", "sft_demos.export:run_export", ("data", "train"),
+          ("export/export.md", "export/export.json")),  # off unless a recipe lists it
+    Stage("report", "06_report.ipynb", "sft_demos.report:run_report",
+          writes=("report.md", "loss.png")),  # reads the others' files (as-is: a committed run)
+]}
+STAGES = list(STAGE_TABLE)  # in pipeline order
 
 # %% ../nbs/00_params.ipynb #8649d513
 def _check_choice(name, value, allowed, where):
@@ -363,6 +390,16 @@ def upgrade_run_params(d: dict) -> dict:
     d["train_on"] = "last" if d.pop("completion_only_loss") else "all"  # the old completion was the last answer only
     return d
 
+# %% ../nbs/00_params.ipynb #fc76239a
+def _override(p: RunParams,  # parameters checked so far
+              cur: dict,  # `to_dict(p)` with overrides applied
+              keys: list[str],  # the (possibly dotted) keys the overrides set
+              where: str) -> RunParams:
+    "`p` with the fields `keys` name taken from `cur`: only those fields are checked (again)."
+    heads = list(dict.fromkeys(k.split(".")[0] for k in keys))
+    new = build(RunParams, {h: cur[h] for h in heads}, where)
+    return dataclasses.replace(p, **{h: getattr(new, h) for h in heads})
+
 # %% ../nbs/00_params.ipynb #019a4e31
 def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
                 sets: list[str] = (),  # `--set key=value` overrides, applied in order
@@ -379,11 +416,11 @@ def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
         cur = to_dict(p)
         where = f"--set {item} (over {path})"
         _apply_set(cur, k, v, where)
-        p = build(RunParams, cur, where)
+        p = _override(p, cur, [k], where)
     if overrides:
         cur = to_dict(p)
         for k, v in overrides.items(): _apply_set(cur, k, v, "overrides")
-        p = build(RunParams, cur, "overrides")
+        p = _override(p, cur, list(overrides), "overrides")
     return p.resolve(str(path))
 
 # %% ../nbs/00_params.ipynb #be2db7a2

@@ -4,23 +4,20 @@
 
 # %% ../nbs/07_pipeline.ipynb #8c36775c
 from __future__ import annotations
-import argparse, dataclasses, json, os, re, shutil, sys, time
+import argparse, dataclasses, json, os, re, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
-from .params import ParamsError, RunParams, load_params, save_params, list_recipes, STAGES
+from .params import ParamsError, RunParams, load_params, save_params, list_recipes
+from .params import STAGE_TABLE, STAGES
+from .rundir import new_run_dir
 from .util import write_atomic
 
 # %% auto #0
-__all__ = ['STAGE_NOTEBOOKS', 'STAGE_FUNCS', 'RUNNER_ENV', 'QUIET_WARNINGS', 'KERNEL_ARGS', 'SUBCOMMANDS', 'nbs_dir', 'code_key',
-           'upstream_cache', 'stage_dir', 'new_run_dir', 'read_status', 'write_status', 'secret_values',
-           'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed', 'runner_env',
-           'execute_stage', 'run', 'main']
+__all__ = ['RUNNER_ENV', 'QUIET_WARNINGS', 'KERNEL_ARGS', 'SUBCOMMANDS', 'nbs_dir', 'read_status', 'write_status',
+           'secret_values', 'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed',
+           'runner_env', 'execute_stage', 'run', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
-STAGE_NOTEBOOKS = {"data": "01_data.ipynb", "train": "03_train.ipynb", "eval": "04_eval.ipynb",
-                   "profile": "05_runtime.ipynb", "export": "05b_export.ipynb",
-                   "report": "06_report.ipynb"}
-
 def nbs_dir() -> Path:
     "Folder holding the stage notebooks: `$SFT_DEMOS_NBS`, else the checkout's `nbs/`."
     d = Path(os.environ.get("SFT_DEMOS_NBS", Path(__file__).resolve().parents[1] / "nbs"))
@@ -28,75 +25,6 @@ def nbs_dir() -> Path:
         raise FileNotFoundError(f"Stage notebooks not found in {d}: install sft-demos from a checkout "
                                 f"(pip install -e .) or point SFT_DEMOS_NBS at its nbs/ folder")
     return d
-
-# %% ../nbs/07_pipeline.ipynb #dff7a82e
-STAGE_FUNCS = {"data": "sft_demos.data:run_data", "train": "sft_demos.train:run_train",
-               "eval": "sft_demos.evaluate:run_eval", "profile": "sft_demos.runtime:run_profile",
-               "export": "sft_demos.export:run_export"}
-
-def code_key() -> str:
-    "Hash of every file of the installed `sft_demos` package (except the generated module index)."
-    import hashlib, sft_demos
-    root, h = Path(sft_demos.__file__).parent, hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts and f.name != "_modidx.py":
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:12]
-
-# %% ../nbs/07_pipeline.ipynb #ba00dbd7
-def upstream_cache(p: RunParams,  # the run's parameters
-                   needs: list[str],  # stages to run, in order
-                   log=print,
-                  ) -> Path:
-    "Cached folder holding the outputs of `needs` for `p`, built (once, under a lock) when missing."
-    import hashlib, importlib, tempfile
-    from sft_demos.embedded import cache_root, cached_build
-    with tempfile.TemporaryDirectory() as t:
-        save_params(p, Path(t) / "params.yaml")
-        text = (Path(t) / "params.yaml").read_text()
-    key = hashlib.sha256(f"{text}\0{code_key()}".encode()).hexdigest()[:12]
-    def build(d: Path):
-        log(f"running {', '.join(needs)} for {p.recipe or 'the notebook'} into the scratch cache (once; later notebook "
-            "runs reuse it)")
-        save_params(p, d / "params.yaml")
-        for s in needs:
-            mod, fn = STAGE_FUNCS[s].split(":")
-            getattr(importlib.import_module(mod), fn)(p, d)
-        (d / ".complete").write_text(json.dumps({"needs": list(needs), "code": code_key()}))
-    return cached_build(cache_root() / "scratch" / f"{'+'.join(needs)}-{key}", ".complete", build, log)
-
-# %% ../nbs/07_pipeline.ipynb #8c355939
-def stage_dir(run_dir: str,  # the notebook's `run_dir` parameter; empty when run as-is
-              p: RunParams,  # the run's parameters
-              needs: list[str] = (),  # upstream stages whose outputs this stage reads
-              stage: str = "stage",  # name used for the scratch folder
-             ) -> Path:
-    "The folder a stage works in: the runner's run folder, or a scratch folder holding the upstream stages' outputs."
-    if run_dir: return Path(run_dir)
-    import tempfile
-    d = Path(tempfile.mkdtemp(prefix=f"sft-demos-{stage}-"))
-    if needs: shutil.copytree(upstream_cache(p, list(needs)), d, dirs_exist_ok=True,
-                              ignore=shutil.ignore_patterns(".complete"))
-    save_params(p, d / "params.yaml")
-    return d
-
-# %% ../nbs/07_pipeline.ipynb #57e9e63a
-def new_run_dir(runs_dir: str | Path,  # parent folder
-                recipe: str,  # recipe name, part of the folder name
-                now: datetime | None = None,  # timestamp (UTC now by default)
-               ) -> Path:
-    "Create and return a fresh run folder; never returns an existing one."
-    now = now or datetime.now(timezone.utc)
-    stem = f"{now:%Y-%m-%dT%H%M%SZ}_{re.sub(r'[^A-Za-z0-9._-]+', '-', recipe)}"
-    Path(runs_dir).mkdir(parents=True, exist_ok=True)
-    for i in range(1, 1000):
-        d = Path(runs_dir) / (stem if i == 1 else f"{stem}-{i}")
-        try:
-            d.mkdir()
-            return d
-        except FileExistsError: continue
-    raise RuntimeError(f"Could not create a new run folder under {runs_dir}")
 
 # %% ../nbs/07_pipeline.ipynb #949eb1ad
 def read_status(run_dir: Path) -> dict:
@@ -182,7 +110,7 @@ def _failing_cell(nb_path: Path) -> str:
     return "?"
 
 # %% ../nbs/07_pipeline.ipynb #abb02f4e
-RUNNER_ENV = {"SFT_DEMOS_RUNNER": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+RUNNER_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 QUIET_WARNINGS = ["ignore:IProgress not found", "ignore:`is_gradient_checkpointing` is deprecated"]
 
 def runner_env(env: dict | None = None  # environment to update (default: this process's)
@@ -226,7 +154,8 @@ def _stage_list(p: RunParams, stages: list[str] | None, nbs: Path) -> list[tuple
     wanted = stages or p.stages
     for s in wanted:
         if s not in STAGES: raise ParamsError(f"--stages: unknown stage '{s}'; stages are {', '.join(STAGES)}")
-    return [(s, nbs / STAGE_NOTEBOOKS[s]) for s in STAGES if s in wanted and (nbs / STAGE_NOTEBOOKS[s]).exists()]
+    return [(s, nbs / STAGE_TABLE[s].notebook) for s in STAGES
+            if s in wanted and (nbs / STAGE_TABLE[s].notebook).exists()]
 
 # %% ../nbs/07_pipeline.ipynb #5c755ebc
 def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
@@ -245,9 +174,13 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
             raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
         if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set cannot change it")
         p = load_params(str(run_dir / "params.yaml"))
+        if not p.under_runner:  # a run folder from before `under_runner`
+            p.under_runner = True
+            save_params(p, run_dir / "params.yaml")
     else:
         p = load_params(recipe, list(sets))
         if runs_dir: p.runs_dir = str(runs_dir)
+        p.under_runner = True  # the stages: sources checked by the pre-flight, progress as lines
     nbs = Path(notebooks) if notebooks else nbs_dir()
     todo = _stage_list(p, stages, nbs)
     from sft_demos.preflight import preflight, write_plan

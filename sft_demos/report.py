@@ -8,7 +8,7 @@ import argparse, ast, json, os, re, shutil, sys, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
-from .params import RunParams, load_params
+from .params import RunParams, STAGE_TABLE, load_params
 from .util import flatten_keys, fmt_value, md_json, md_table
 
 # %% auto #0
@@ -298,11 +298,8 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
     return 0
 
 # %% ../nbs/06_report.ipynb #76eb2205
-STAGE_FILES = {"provenance.json": "the data stage", "data_report.json": "the data stage", "log.json": "the train stage",
-               "train_summary.json": "the train stage", "metrics.md": "the eval stage",
-               "metrics.json": "the eval stage",
-               "samples.json": "the eval stage", "samples.md": "the eval stage", "runtime.md": "the profile stage",
-               "runtime.json": "the profile stage", "command.txt": "the runner", "params.yaml": "the runner"}
+STAGE_FILES = {f: f"the {s.name} stage" for s in STAGE_TABLE.values() for f in s.writes} | {
+    "command.txt": "the runner", "params.yaml": "the runner"}  # who writes each file of a run
 
 @dataclass
 class RunFiles:

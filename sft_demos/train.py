@@ -4,16 +4,16 @@
 
 # %% ../nbs/03_train.ipynb #1ef07181
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, sys, time
 from pathlib import Path
 from .params import RunParams, load_params, passed_on
 from .model import add_lora, compute_dtype, load_base, load_tokenizer, merge_adapter
 from .util import machine, peak_memory, read_jsonl, write_atomic
 
 # %% auto #0
-__all__ = ['SFT_RENAMED', 'SFT_HANDLED', 'VARLEN_SDPA', 'read_split', 'resolve_optim', 'under_runner', 'progress_line',
-           'progress_callback', 'sft_config', 'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint',
-           'summarize', 'name_base', 'train_worker', 'run_train', 'main']
+__all__ = ['SFT_RENAMED', 'SFT_HANDLED', 'VARLEN_SDPA', 'read_split', 'resolve_optim', 'progress_line', 'progress_callback',
+           'sft_config', 'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'summarize',
+           'name_base', 'train_worker', 'run_train', 'main']
 
 # %% ../nbs/03_train.ipynb #b5c3a4c4
 def read_split(run_dir: str | Path,  # run folder written by the data stage
@@ -42,11 +42,6 @@ def resolve_optim(optim: str,  # transformers optimizer name from the params
     plain = "ademamix" if "ademamix" in optim else "adamw_torch"
     print(f"optim={optim} needs CUDA; using {plain}")
     return plain
-
-# %% ../nbs/03_train.ipynb #48738a62
-def under_runner() -> bool:
-    "Whether this process runs a stage for `sft-demos run` (the runner sets `SFT_DEMOS_RUNNER`)."
-    return os.environ.get("SFT_DEMOS_RUNNER", "") == "1"
 
 # %% ../nbs/03_train.ipynb #6d4ebf62
 def _clock(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
@@ -109,7 +104,7 @@ def sft_config(p: RunParams,  # the run's parameters
         bf16=cuda and dt == torch.bfloat16, fp16=cuda and dt == torch.float16,
         packing_strategy="bfd", logging_first_step=True, save_strategy="steps",
         eval_strategy="steps" if evaluate else "no", eval_steps=p.eval_steps if evaluate else None,
-        report_to="none", disable_tqdm=under_runner(),
+        report_to="none", disable_tqdm=p.under_runner,
         dataloader_pin_memory=cuda, use_cpu=not cuda), **kw})
 
 # %% ../nbs/03_train.ipynb #adb76c34
