@@ -13,27 +13,14 @@ from .util import machine, machine_label, memory_label, peak_memory, reset_peak_
 from .runtime import (LIKE_FOR_LIKE, TRAIN_MODES, VARIANTS, compile_config, compile_unsupported, measure_args,
                                measure_training,
                                model_facts, profile_generation, profile_prompt, time_generation)
+from .testmodels import llama_config, save_random_model, word_tokenizer
 
 # %% auto #0
 __all__ = ['LLAMA_2_7B', 'BENCH_MODELS', 'PADDING_FREE', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS', 'SEED_RECIPE',
-           'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'bench_tokenizer', 'bench_lengths', 'bench_rows',
-           'bench_model_config', 'save_random_model', 'random_adapter', 'bench_params', 'write_bench_data',
-           'bench_training', 'bench_generation', 'llama_parameters', 'bench', 'bench_summary', 'bench_markdown',
-           'bench_main', 'seed_training', 'time_to_quality', 'quality_markdown', 'gpu_generation', 'gpu_bench',
-           'gpu_main', 'gpu_markdown', 'main']
-
-# %% ../nbs/09_bench.ipynb #374fcfc7
-def bench_tokenizer(vocab_size: int = 2000  # words + special tokens
-                   ):
-    "A word-level tokenizer over the words w0, w1, ...: each word one token, distinct <s>, </s>, <pad>, <unk>."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-    from transformers import PreTrainedTokenizerFast
-    special = ["<unk>", "<s>", "</s>", "<pad>"]
-    vocab = {t: i for i, t in enumerate(special + [f"w{i}" for i in range(vocab_size - len(special))])}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer, tk.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece(prefix="##")
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")
+           'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'bench_lengths', 'bench_rows', 'bench_sizes',
+           'random_adapter', 'bench_params', 'write_bench_data', 'bench_training', 'bench_generation',
+           'llama_parameters', 'bench', 'bench_summary', 'bench_markdown', 'bench_main', 'seed_training',
+           'time_to_quality', 'quality_markdown', 'gpu_generation', 'gpu_bench', 'gpu_main', 'gpu_markdown', 'main']
 
 # %% ../nbs/09_bench.ipynb #d615f4c7
 def bench_lengths(kind: str,  # "skewed" or "uniform"
@@ -71,31 +58,12 @@ BENCH_MODELS = {
     "llama-2-7b": LLAMA_2_7B,  # real size, for a GPU
 }
 
-def bench_model_config(size: str, tok):
-    "`LlamaConfig` for a bench model, with the tokenizer's special ids."
-    from transformers import LlamaConfig
+def bench_sizes(size: str  # a key of `BENCH_MODELS`
+               ) -> dict:
+    "The `LlamaConfig` sizes of a bench model (tiny: the embedded base's)."
     from sft_demos.embedded import EMBEDDED
     keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]
-    sizes = BENCH_MODELS[size] or {k: EMBEDDED["tiny-llama"][k] for k in keys}
-    return LlamaConfig(**{"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024,
-                          **sizes},
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-
-# %% ../nbs/09_bench.ipynb #270aa06b
-def save_random_model(cfg, tok, folder: Path, seed: int = 0, dtype: str = "float32") -> Path:
-    "Build a random-weight model from `cfg` (on the GPU when there is one), save it and the tokenizer to `folder`."
-    import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
-    torch.manual_seed(seed)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype))
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
-    model.save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    del model
-    free_memory()
-    return Path(folder)
+    return BENCH_MODELS[size] or {k: EMBEDDED["tiny-llama"][k] for k in keys}
 
 # %% ../nbs/09_bench.ipynb #c4fd0337
 def random_adapter(p: RunParams, run: Path, seed: int = 0) -> Path:
@@ -209,8 +177,9 @@ def bench(cfg: dict,  # `BENCH_DEFAULTS` entry, possibly changed
     t0, start = time.time(), machine()
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        tok = bench_tokenizer(BENCH_MODELS[cfg["model"]]["vocab_size"] if BENCH_MODELS[cfg["model"]] else 2000)
-        mcfg = bench_model_config(cfg["model"], tok)
+        sizes = bench_sizes(cfg["model"])
+        tok = word_tokenizer(sizes["vocab_size"])
+        mcfg = llama_config(sizes, tok)
         import torch
         base = save_random_model(mcfg, tok, work / "base", dtype="bfloat16" if torch.cuda.is_available() else "float32")
         p = bench_params(base, cfg["batch_size"], cfg["max_length"], cfg["repeats"], mcfg.vocab_size)
@@ -500,10 +469,8 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
     t0, start = time.time(), machine()
     with tempfile.TemporaryDirectory(dir=work) as d:
         d = Path(d)
-        tok = bench_tokenizer(GPU_MODELS[size]["vocab_size"])
-        from transformers import LlamaConfig
-        cfg = LlamaConfig(**GPU_MODELS[size], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                          pad_token_id=tok.pad_token_id)
+        tok = word_tokenizer(GPU_MODELS[size]["vocab_size"])
+        cfg = llama_config(GPU_MODELS[size], tok)
         t = time.time()
         save_random_model(cfg, tok, d / "base", dtype="bfloat16" if torch.cuda.is_available() else "float32")
         log(f"built and saved a random {size} in {time.time() - t:.0f}s")
