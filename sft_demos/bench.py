@@ -10,8 +10,8 @@ from pathlib import Path
 from .params import RunParams, load_params, to_dict
 from .model import free_memory
 from .util import machine, machine_label, memory_label, write_atomic, md_table
-from .runtime import (LIKE_FOR_LIKE, VARIANTS, profile_generation, profile_training, static_compile_kw,
-                               time_training)
+from .runtime import (LIKE_FOR_LIKE, VARIANTS, profile_generation, profile_training,
+                               static_compile_kw, time_training)
 from .testmodels import llama_config, save_random_model, word_tokenizer
 
 # %% auto #0
@@ -127,7 +127,8 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
             for s in setups:
                 setting = dict(BENCH_SETUPS[s])
                 attn, sft = setting.pop("attn", None), setting.pop("sft", {})
-                _, m = time_training(dataclasses.replace(p, **setting), run, steps, warmup, attn=attn, **sft)
+                q = dataclasses.replace(p, **setting)
+                _, m = time_training(q, run, steps, warmup, attn=attn, **sft)
                 res[s].append(m)
                 log(f"train {kind:7s} round {r + 1} {s:14s} {m['tokens_per_s']:9.1f} tokens/s  "
                     f"{m['tokens_per_step']:7.0f} tokens/step  padding {m['padding_fraction']:.0%}")
@@ -390,8 +391,9 @@ GPU_REFERENCE = {  # published points for Llama-2-7B, stated here, for compariso
 
 # %% ../nbs/09_bench.ipynb #c6ca0380
 class SharedBase:
-    "`load(name)` for `profile_generation`: each variant as the model it amounts to, each base loaded once."
-    def __init__(self, p: RunParams): self.p, self.kind, self.model, self.timed_as = p, None, None, {}
+    "`load(name)` for `profile_generation`: the model a variant amounts to; each base loaded once."
+    def __init__(self, p: RunParams):
+        self.p, self.kind, self.model, self.timed_as = p, None, None, {}
 
     def __call__(self, name: str) -> tuple:
         import torch
@@ -403,13 +405,17 @@ class SharedBase:
             self.close()
             self.model, self.kind = load_base(self.p, quantized=kind == "4bit"), kind
         base, kw = self.model, {}
-        if name == "static_compile": kw = static_compile_kw("cuda" if torch.cuda.is_available() else "cpu")
-        if name in ("4bit_adapter", "adapter"): self.model = get_peft_model(base, lora_config(self.p, base))
+        if name == "static_compile":
+            kw = static_compile_kw("cuda" if torch.cuda.is_available() else "cpu")
+        if name in ("4bit_adapter", "adapter"):
+            self.model = get_peft_model(base, lora_config(self.p, base))
         self.timed_as[name] = {
             "4bit_adapter": "4-bit base + unmerged LoRA",
-            "merged_4bit": "the 4-bit base without adapter layers (what a merged, re-quantized model computes)",
+            "merged_4bit": "the 4-bit base without adapter layers "
+                           "(what a merged, re-quantized model computes)",
             "adapter": f"the base in {base.dtype} + unmerged LoRA",
-            "merged": f"the base in {base.dtype} without adapter layers (what a merged model computes)",
+            "merged": f"the base in {base.dtype} without adapter layers "
+                      "(what a merged model computes)",
             "static_compile": "the merged-equivalent base + static KV cache + torch.compile"}[name]
         return self.model, kw
 
@@ -424,7 +430,8 @@ def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
     load = SharedBase(p)
     try: rows = profile_generation(p, variants=variants, log=log, load=load)
     finally: load.close()
-    return [r | {"timed_as": load.timed_as[r["variant"]]} if r["status"] == "ok" else r for r in rows]
+    return [r | {"timed_as": load.timed_as[r["variant"]]} if r["status"] == "ok" else r
+            for r in rows]
 
 # %% ../nbs/09_bench.ipynb #12a842f8
 def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`

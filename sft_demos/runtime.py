@@ -118,7 +118,7 @@ def compile_config(device: str):
 # %% ../nbs/05_runtime.ipynb #ae916bd6
 def static_compile_kw(device: str  # "cuda" or "cpu"
                      ) -> dict:
-    "`generate` arguments of `static_compile` on `device`; `VariantSkipped` when torch.compile cannot run there."
+    "`generate` arguments of `static_compile` on `device`; `VariantSkipped` if torch.compile fails."
     if (why := compile_unsupported(device)): raise VariantSkipped(why)
     return dict(cache_implementation="static", compile_config=compile_config(device))
 
@@ -170,12 +170,12 @@ def known_items(items,  # names asked for
 # %% ../nbs/05_runtime.ipynb #db7eed71
 def time_variant(p: RunParams,  # the run's parameters: new tokens and repeats
                  name: str,  # a key of `VARIANTS`
-                 load,  # `load(name)` -> (model, extra `generate` arguments); may raise `VariantSkipped`
+                 load,  # `load(name)` -> (model, extra `generate` arguments), or `VariantSkipped`
                  tok,  # the tokenizer
                  prompt: str,  # formatted prompt
                  log=print,  # progress lines
                 ) -> dict:
-    "One variant's row: model facts, seconds per `p.profile_new_tokens` tokens, peak memory; or why it was skipped."
+    "One variant's row: model facts, timing, peak memory; or why it was skipped."
     row, model = {"variant": name, "description": VARIANTS[name]}, None
     try:
         model, kw = load(name)
@@ -185,14 +185,16 @@ def time_variant(p: RunParams,  # the run's parameters: new tokens and repeats
         row |= peak_memory() | {"peak_rss_window": "variant" if window else "process"}
         if name == "static_compile": row["compiled"] = hasattr(model, "_compiled_call")
         row["status"] = "ok"
-        log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens (spread {row['spread']:.0%})")
+        log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens "
+            f"(spread {row['spread']:.0%})")
     except VariantSkipped as e:
         row |= {"status": "skipped", "reason": str(e)}
         log(f"{name:15s} skipped: {e}")
     except Exception as e:
         if name != "static_compile": raise
         row |= {"status": "skipped",
-                "reason": f"static cache + torch.compile failed: {type(e).__name__}: {str(e).strip()[:300]}"}
+                "reason": "static cache + torch.compile failed: "
+                          f"{type(e).__name__}: {str(e).strip()[:300]}"}
         log(f"{name:15s} skipped: {row['reason']}")
     finally:
         model = None
@@ -201,16 +203,17 @@ def time_variant(p: RunParams,  # the run's parameters: new tokens and repeats
 
 # %% ../nbs/05_runtime.ipynb #52bd8571
 def profile_generation(p: RunParams,  # the run's parameters
-                       run_dir: Path | None = None,  # run folder with `adapter/`; None: `load` gives the models
+                       run_dir: Path | None = None,  # folder with `adapter/`; None: `load` only
                        variants: list[str] | None = None,  # default: `p.profile_variants`
                        log=print,  # progress lines
-                       load=None,  # `load(name)` -> (model, `generate` arguments); default: `load_variant`
+                       load=None,  # `load(name)` -> (model, `generate` args); `load_variant`
                       ) -> list[dict]:
     "One row per serving variant (`time_variant`), in the order asked for."
     from sft_demos.model import load_tokenizer
     variants = known_items(p.profile_variants if variants is None else variants, VARIANTS, "profile variants")
     adapter = Path(run_dir) / "adapter" if run_dir else None
-    tok = load_tokenizer(p, path=adapter if adapter and (adapter / "tokenizer_config.json").exists() else None)
+    own = adapter and (adapter / "tokenizer_config.json").exists()
+    tok = load_tokenizer(p, path=adapter if own else None)
     prompt = profile_prompt(p, tok)
     with tempfile.TemporaryDirectory() as work:
         load = load or (lambda name: load_variant(p, run_dir, name, Path(work)))
@@ -291,7 +294,7 @@ def time_training(p: RunParams,  # the run's parameters (or a setup's variation 
                   run_dir: Path,  # run folder with `data/`
                   steps: int,  # timed optimizer steps
                   warmup: int = 1,  # untimed steps first
-                  attn: str | None = None,  # attention implementation to set; "varlen": `varlen_sdpa`
+                  attn: str | None = None,  # attention implementation; "varlen": `varlen_sdpa`
                   **sft,  # more `SFTConfig` arguments (padding_free, ...)
                  ) -> tuple[dict, dict]:
     "(model facts, `measure_training` record) of the train stage's trainer on the run's data."
@@ -299,8 +302,9 @@ def time_training(p: RunParams,  # the run's parameters (or a setup's variation 
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "data").symlink_to(Path(run_dir, "data").resolve())
         trainer = build_trainer(p, d, **measure_args(Path(d) / "out", warmup + steps), **sft)
-        if attn: trainer.model.get_base_model().set_attn_implementation(register_varlen_sdpa()
-                                                                        if attn == "varlen" else attn)
+        if attn:
+            impl = register_varlen_sdpa() if attn == "varlen" else attn
+            trainer.model.get_base_model().set_attn_implementation(impl)
         facts = model_facts(trainer.model)
         measured = measure_training(trainer, warmup_steps=warmup)
         del trainer
@@ -322,7 +326,8 @@ def profile_training(p: RunParams,  # the run's parameters
     rows = []
     for mode in modes:
         q = dataclasses.replace(p, load_in_4bit=mode == "qlora")
-        facts, measured = time_training(q, run_dir, p.profile_train_steps if steps is None else steps, warmup)
+        n = p.profile_train_steps if steps is None else steps
+        facts, measured = time_training(q, run_dir, n, warmup)
         row = {"mode": mode, "description": TRAIN_MODES[mode], **facts, **measured}
         row["quantization"] = row["quantization"] if mode == "qlora" else "none"
         row["compute_dtype"] = str(compute_dtype(q)).replace("torch.", "")

@@ -74,28 +74,31 @@ def tiny_config(family: str,  # a key of `LORA_TARGETS`
     "Config of a tiny random model of `family`, for tests."
     from transformers import AutoConfig
     kw = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if tok is not None: kw = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id)
+    if tok is not None: kw = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     if family == "falcon":
-        cfg = AutoConfig.for_model("falcon", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   new_decoder_architecture=False, **kw)
+        cfg = AutoConfig.for_model("falcon", hidden_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, new_decoder_architecture=False, **kw)
     elif family == "mpt":
-        cfg = AutoConfig.for_model("mpt", d_model=64, n_layers=2, n_heads=4, expansion_ratio=2, max_seq_len=64, **kw)
+        cfg = AutoConfig.for_model("mpt", d_model=64, n_layers=2, n_heads=4, expansion_ratio=2,
+                                   max_seq_len=64, **kw)
     else:
-        cfg = AutoConfig.for_model(family, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, intermediate_size=128, max_position_embeddings=64, **kw)
+        cfg = AutoConfig.for_model(family, hidden_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2,
+                                   intermediate_size=128, max_position_embeddings=64, **kw)
     cfg.update(fields)
     return cfg
 
 # %% ../nbs/02b_testmodels.ipynb #6e850c1b
-def llama_config(sizes: dict,  # LlamaConfig fields: vocab_size, hidden_size, intermediate_size, layers, heads, ...
+def llama_config(sizes: dict,  # LlamaConfig fields: vocab_size, hidden_size, ...
                  tok,  # the tokenizer: its special ids
                 ):
     "`LlamaConfig` of `sizes`, with the tokenizer's special ids."
     from transformers import LlamaConfig
-    return LlamaConfig(**{"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024,
-                          **sizes},
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    kw = {"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024,
+          **sizes}
+    return LlamaConfig(**kw, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id)
 
 # %% ../nbs/02b_testmodels.ipynb #54dc1156
 def save_random_model(cfg,  # the model's config
