@@ -9,31 +9,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from .params import RunParams, load_params, to_dict
 from .model import free_memory
-from .util import machine, machine_label, memory_label, peak_memory, reset_peak_memory, write_atomic, md_table
-from .runtime import (LIKE_FOR_LIKE, TRAIN_MODES, VARIANTS, compile_config, compile_unsupported, measure_args,
-                               measure_training,
-                               model_facts, profile_generation, profile_prompt, time_generation)
+from .util import machine, machine_label, memory_label, write_atomic, md_table
+from .runtime import (LIKE_FOR_LIKE, VARIANTS, profile_generation, profile_training,
+                               static_compile_kw, time_training)
+from .testmodels import llama_config, save_random_model, word_tokenizer
 
 # %% auto #0
 __all__ = ['LLAMA_2_7B', 'BENCH_MODELS', 'PADDING_FREE', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS', 'SEED_RECIPE',
-           'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'bench_tokenizer', 'bench_lengths', 'bench_rows',
-           'bench_model_config', 'save_random_model', 'random_adapter', 'bench_params', 'write_bench_data',
-           'bench_training', 'bench_generation', 'llama_parameters', 'bench', 'bench_summary', 'bench_markdown',
-           'bench_main', 'seed_training', 'time_to_quality', 'quality_markdown', 'gpu_generation', 'gpu_bench',
-           'gpu_main', 'gpu_markdown', 'main']
-
-# %% ../nbs/09_bench.ipynb #374fcfc7
-def bench_tokenizer(vocab_size: int = 2000  # words + special tokens
-                   ):
-    "A word-level tokenizer over the words w0, w1, ...: each word one token, distinct <s>, </s>, <pad>, <unk>."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-    from transformers import PreTrainedTokenizerFast
-    special = ["<unk>", "<s>", "</s>", "<pad>"]
-    vocab = {t: i for i, t in enumerate(special + [f"w{i}" for i in range(vocab_size - len(special))])}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer, tk.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece(prefix="##")
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")
+           'SEED_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'bench_lengths', 'bench_rows', 'bench_sizes',
+           'random_adapter', 'bench_params', 'write_bench_data', 'bench_training', 'bench_generation',
+           'llama_parameters', 'bench', 'bench_summary', 'bench_markdown', 'bench_main', 'seed_training',
+           'time_to_quality', 'quality_markdown', 'SharedBase', 'gpu_generation', 'gpu_bench', 'gpu_main',
+           'gpu_markdown', 'main']
 
 # %% ../nbs/09_bench.ipynb #d615f4c7
 def bench_lengths(kind: str,  # "skewed" or "uniform"
@@ -71,31 +58,12 @@ BENCH_MODELS = {
     "llama-2-7b": LLAMA_2_7B,  # real size, for a GPU
 }
 
-def bench_model_config(size: str, tok):
-    "`LlamaConfig` for a bench model, with the tokenizer's special ids."
-    from transformers import LlamaConfig
+def bench_sizes(size: str  # a key of `BENCH_MODELS`
+               ) -> dict:
+    "The `LlamaConfig` sizes of a bench model (tiny: the embedded base's)."
     from sft_demos.embedded import EMBEDDED
     keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]
-    sizes = BENCH_MODELS[size] or {k: EMBEDDED["tiny-llama"][k] for k in keys}
-    return LlamaConfig(**{"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024,
-                          **sizes},
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-
-# %% ../nbs/09_bench.ipynb #270aa06b
-def save_random_model(cfg, tok, folder: Path, seed: int = 0, dtype: str = "float32") -> Path:
-    "Build a random-weight model from `cfg` (on the GPU when there is one), save it and the tokenizer to `folder`."
-    import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
-    torch.manual_seed(seed)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype))
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
-    model.save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    del model
-    free_memory()
-    return Path(folder)
+    return BENCH_MODELS[size] or {k: EMBEDDED["tiny-llama"][k] for k in keys}
 
 # %% ../nbs/09_bench.ipynb #c4fd0337
 def random_adapter(p: RunParams, run: Path, seed: int = 0) -> Path:
@@ -151,7 +119,6 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
                   ) -> dict:
     "Per data kind: each setup's measurement in every round, median tokens/s, and each setup's ratio to the first's."
     import dataclasses
-    from sft_demos.train import build_trainer, register_varlen_sdpa
     out = {}
     for kind in kinds:
         run = write_bench_data(Path(work) / kind, bench_rows(kind, n_rows, p.max_length, vocab_size, p.seed))
@@ -160,14 +127,9 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
             for s in setups:
                 setting = dict(BENCH_SETUPS[s])
                 attn, sft = setting.pop("attn", None), setting.pop("sft", {})
-                trainer = build_trainer(dataclasses.replace(p, **setting), run,
-                                        **measure_args(run / f"out-{s}", warmup + steps), **sft)
-                if attn: trainer.model.get_base_model().set_attn_implementation(register_varlen_sdpa()
-                                                                                if attn == "varlen" else attn)
-                res[s].append(measure_training(trainer, warmup_steps=warmup))
-                del trainer
-                free_memory()
-                m = res[s][-1]
+                q = dataclasses.replace(p, **setting)
+                _, m = time_training(q, run, steps, warmup, attn=attn, **sft)
+                res[s].append(m)
                 log(f"train {kind:7s} round {r + 1} {s:14s} {m['tokens_per_s']:9.1f} tokens/s  "
                     f"{m['tokens_per_step']:7.0f} tokens/step  padding {m['padding_fraction']:.0%}")
         ref = setups[0]
@@ -209,8 +171,9 @@ def bench(cfg: dict,  # `BENCH_DEFAULTS` entry, possibly changed
     t0, start = time.time(), machine()
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        tok = bench_tokenizer(BENCH_MODELS[cfg["model"]]["vocab_size"] if BENCH_MODELS[cfg["model"]] else 2000)
-        mcfg = bench_model_config(cfg["model"], tok)
+        sizes = bench_sizes(cfg["model"])
+        tok = word_tokenizer(sizes["vocab_size"])
+        mcfg = llama_config(sizes, tok)
         import torch
         base = save_random_model(mcfg, tok, work / "base", dtype="bfloat16" if torch.cuda.is_available() else "float32")
         p = bench_params(base, cfg["batch_size"], cfg["max_length"], cfg["repeats"], mcfg.vocab_size)
@@ -426,61 +389,49 @@ GPU_REFERENCE = {  # published points for Llama-2-7B, stated here, for compariso
     "generation_floor_h100": "memory-bandwidth floor for 7B bf16 on H100: about 0.2 s per 50 tokens",
 }
 
-# %% ../nbs/09_bench.ipynb #7b43d4a2
-def _gen_row(name: str, timed_as: str, model, tok, prompt: str, p: RunParams, log, **kw) -> dict:
-    "Time one generation variant on `model` in its own peak-memory window."
-    row = {"variant": name, "description": VARIANTS[name], "timed_as": timed_as, **model_facts(model)}
-    reset_peak_memory()
-    row |= time_generation(model, tok, prompt, p.profile_new_tokens, p.profile_repeats,
-                           **kw) | peak_memory() | {"status": "ok"}
-    log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens  {memory_label(row)}")
-    return row
-
 # %% ../nbs/09_bench.ipynb #c6ca0380
+class SharedBase:
+    "`load(name)` for `profile_generation`: the model a variant amounts to; each base loaded once."
+    def __init__(self, p: RunParams):
+        self.p, self.kind, self.model, self.timed_as = p, None, None, {}
+
+    def __call__(self, name: str) -> tuple:
+        import torch
+        from peft import PeftModel, get_peft_model
+        from sft_demos.model import load_base, lora_config
+        if isinstance(self.model, PeftModel): self.model = self.model.unload()
+        kind = "4bit" if name in ("4bit_adapter", "merged_4bit") else "full"
+        if kind != self.kind:
+            self.close()
+            self.model, self.kind = load_base(self.p, quantized=kind == "4bit"), kind
+        base, kw = self.model, {}
+        if name == "static_compile":
+            kw = static_compile_kw("cuda" if torch.cuda.is_available() else "cpu")
+        if name in ("4bit_adapter", "adapter"):
+            self.model = get_peft_model(base, lora_config(self.p, base))
+        self.timed_as[name] = {
+            "4bit_adapter": "4-bit base + unmerged LoRA",
+            "merged_4bit": "the 4-bit base without adapter layers "
+                           "(what a merged, re-quantized model computes)",
+            "adapter": f"the base in {base.dtype} + unmerged LoRA",
+            "merged": f"the base in {base.dtype} without adapter layers "
+                      "(what a merged model computes)",
+            "static_compile": "the merged-equivalent base + static KV cache + torch.compile"}[name]
+        return self.model, kw
+
+    def close(self):
+        "Let the loaded base go."
+        self.model = self.kind = None
+        free_memory()
+
+# %% ../nbs/09_bench.ipynb #89aef0f7
 def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
     "Serving variants timed on the models they amount to (see above), loading each base once."
-    import torch
-    from peft import get_peft_model
-    from sft_demos.model import load_base, load_tokenizer, lora_config
-    tok, rows = load_tokenizer(p), []
-    prompt, device = profile_prompt(p, tok), "cuda" if torch.cuda.is_available() else "cpu"
-    if {"4bit_adapter", "merged_4bit"} & set(variants):
-        base4 = load_base(p, quantized=True)
-        m = get_peft_model(base4, lora_config(p, base4))
-        if "4bit_adapter" in variants:
-            rows.append(_gen_row("4bit_adapter", "4-bit base + unmerged LoRA", m, tok, prompt, p, log))
-        m = m.unload()
-        if "merged_4bit" in variants:
-            rows.append(_gen_row("merged_4bit",
-                                 "the 4-bit base without adapter layers (what a merged, re-quantized model computes)",
-                                 m, tok, prompt, p, log))
-        del m, base4
-        free_memory()
-    if {"adapter", "merged", "static_compile"} & set(variants):
-        m = load_base(p, quantized=False)
-        if "adapter" in variants:
-            m = get_peft_model(m, lora_config(p, m))
-            rows.append(_gen_row("adapter", f"the base in {m.dtype} + unmerged LoRA", m, tok, prompt, p, log))
-            m = m.unload()
-        if "merged" in variants:
-            rows.append(_gen_row("merged",
-                                 f"the base in {m.dtype} without adapter layers (what a merged model computes)", m, tok,
-                                 prompt, p, log))
-        if "static_compile" in variants:
-            if (why := compile_unsupported(device)):
-                rows.append({"variant": "static_compile", "status": "skipped", "reason": why})
-            else:
-                try:
-                    rows.append(_gen_row("static_compile",
-                                         "the merged-equivalent base + static KV cache + torch.compile", m, tok, prompt,
-                                         p, log,
-                                          cache_implementation="static", compile_config=compile_config(device)))
-                except Exception as e: rows.append({"variant": "static_compile", "status": "skipped",
-                                                    "reason": f"{type(e).__name__}: {str(e)[:300]}"})
-        del m
-        free_memory()
-    order = {v: i for i, v in enumerate(variants)}
-    return sorted(rows, key=lambda r: order[r["variant"]])
+    load = SharedBase(p)
+    try: rows = profile_generation(p, variants=variants, log=log, load=load)
+    finally: load.close()
+    return [r | {"timed_as": load.timed_as[r["variant"]]} if r["status"] == "ok" else r
+            for r in rows]
 
 # %% ../nbs/09_bench.ipynb #12a842f8
 def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
@@ -495,15 +446,12 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
               log=print,  # progress lines
              ) -> dict:
     "Training throughput and generation runtime of a random-weight model of `size`; returns the record."
-    import dataclasses, torch
-    from sft_demos.train import build_trainer
+    import torch
     t0, start = time.time(), machine()
     with tempfile.TemporaryDirectory(dir=work) as d:
         d = Path(d)
-        tok = bench_tokenizer(GPU_MODELS[size]["vocab_size"])
-        from transformers import LlamaConfig
-        cfg = LlamaConfig(**GPU_MODELS[size], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                          pad_token_id=tok.pad_token_id)
+        tok = word_tokenizer(GPU_MODELS[size]["vocab_size"])
+        cfg = llama_config(GPU_MODELS[size], tok)
         t = time.time()
         save_random_model(cfg, tok, d / "base", dtype="bfloat16" if torch.cuda.is_available() else "float32")
         log(f"built and saved a random {size} in {time.time() - t:.0f}s")
@@ -515,17 +463,7 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
             example_prompts=[" ".join(f"w{i}" for i in range(100, 164))]))
         run = write_bench_data(d / "run",
                                bench_rows("uniform", batch_size * (warmup + steps) * 2, seq_len * 2, cfg.vocab_size))
-        training = []
-        for mode in train_modes:
-            q = dataclasses.replace(p, load_in_4bit=mode == "qlora")
-            trainer = build_trainer(q, run, **measure_args(run / f"out-{mode}", warmup + steps))
-            row = {"mode": mode, "description": TRAIN_MODES[mode], **model_facts(trainer.model),
-                   **measure_training(trainer, warmup)}
-            del trainer
-            free_memory()
-            training.append(row)
-            log(f"train {mode:6s} {row['tokens_per_s']:.0f} tokens/s  {row['steps_per_s']:.3f} steps/s  "
-                f"{memory_label(row)}")
+        training = profile_training(p, run, list(train_modes), log=log, steps=steps, warmup=warmup)
         generation = gpu_generation(p, list(variants), log=log)
     n_params = llama_parameters(cfg)
     return {"model": {"size": size, **GPU_MODELS[size], "parameters_b": round(n_params / 1e9, 3), "weights": "random"},

@@ -15,9 +15,9 @@ from .util import sha256_file, write_jsonl
 __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca',
            'from_messages', 'from_sharegpt', 'from_prompt_completion', 'detect_schema', 'hub_reachable', 'source_kind',
            'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt',
-           'render_turns', 'format_example', 'toy_tokenizer', 'trained_spans', 'token_mask', 'token_audit',
-           'formatted_row', 'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval',
-           'content_hash', 'Prepared', 'heldout_rows', 'row_audit', 'prepare_data', 'write_outputs', 'run_data']
+           'render_turns', 'format_example', 'trained_spans', 'token_mask', 'token_audit', 'formatted_row',
+           'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval', 'content_hash', 'Prepared',
+           'heldout_rows', 'row_audit', 'prepare_data', 'write_outputs', 'run_data']
 
 # %% ../nbs/01_data.ipynb #e5640ac5
 class DataError(ValueError):
@@ -346,34 +346,6 @@ def format_example(msgs: list[dict], tok, fmt: str) -> tuple[str, str]:
     "`(prompt, completion)`: the training text split where the last answer starts."
     r = render_turns(msgs, tok, fmt)
     return r["text"][:r["spans"][-1][0]], r["text"][r["spans"][-1][0]:]
-
-# %% ../nbs/01_data.ipynb #d677e00c
-def toy_tokenizer(texts: list[str],  # corpus to learn the words from
-                  vocab_size: int = 2000,  # cap; small corpora end well below it
-                  chat_template: str | None = "default",  # Jinja; "default": a small role-token one; None: none
-                  add_bos: bool = True,  # whether encoding adds BOS (Llama does; Qwen and SmolLM2 do not)
-                 ):
-    "A word-level BPE tokenizer for tests: distinct BOS/EOS/PAD; BOS added on encode unless `add_bos=False`."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
-    from transformers import PreTrainedTokenizerFast
-    special = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
-    t = Tokenizer(models.BPE(unk_token="<unk>"))
-    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.Metaspace(),
-                                               pre_tokenizers.Punctuation()])
-    t.decoder = decoders.Metaspace()
-    t.train_from_iterator(texts,
-                          trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
-    if add_bos: t.post_processor = processors.TemplateProcessing(single="<s> $A",
-                                                                 special_tokens=[("<s>", t.token_to_id("<s>"))])
-    if chat_template == "default":
-        chat_template = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
-                         "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                  unk_token="<unk>",
-                                  additional_special_tokens=special[4:])
-    tok.chat_template = chat_template
-    return tok
 
 # %% ../nbs/01_data.ipynb #fa717355
 def trained_spans(spans: list,  # (start, end) of every assistant answer, from `render_turns`

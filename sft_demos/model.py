@@ -15,8 +15,7 @@ from .embedded import cache_key, cache_root, cached_build, embedded_path, embedd
 __all__ = ['BNB_HANDLED', 'GGUF_PREFIX', 'GGUF_VERSION', 'SMOLLM2', 'LORA_HANDLED', 'compute_dtype', 'model_dtype', 'device_map',
            'bnb_config', 'base_path', 'is_gguf', 'gguf_file', 'gguf_provenance', 'model_provenance', 'convert_gguf',
            'gguf_path', 'load_tokenizer', 'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config',
-           'keep_trainable_4bit', 'add_lora', 'tiny_config', 'train_step', 'merge_adapter', 'load_finetuned',
-           'free_memory']
+           'keep_trainable_4bit', 'add_lora', 'train_step', 'merge_adapter', 'load_finetuned', 'free_memory']
 
 # %% ../nbs/02_model.ipynb #920bf8ec
 import logging
@@ -313,22 +312,6 @@ def add_lora(p: RunParams, model):
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     return get_peft_model(model, lora_config(p, model))
-
-# %% ../nbs/02_model.ipynb #e1262b67
-def tiny_config(family: str,  # a key of `LORA_TARGETS`
-                vocab_size: int = 128,  # vocabulary of the random model
-               ):
-    "Config of a tiny random model of `family`, for tests."
-    from transformers import AutoConfig
-    kw = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if family == "falcon":
-        return AutoConfig.for_model("falcon", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                    new_decoder_architecture=False, **kw)
-    if family == "mpt":
-        return AutoConfig.for_model("mpt", d_model=64, n_layers=2, n_heads=4, expansion_ratio=2, max_seq_len=64, **kw)
-    return AutoConfig.for_model(family, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                num_key_value_heads=2,
-                                intermediate_size=128, max_position_embeddings=64, **kw)
 
 # %% ../nbs/02_model.ipynb #d9daf7c9
 def train_step(model,  # a model with trainable adapters

@@ -13,9 +13,9 @@ from .util import machine, machine_label, md_table, memory_label, peak_memory, r
 
 # %% auto #0
 __all__ = ['VARIANTS', 'LIKE_FOR_LIKE', 'TRAIN_MODES', 'summarize', 'time_generation', 'model_facts', 'VariantSkipped',
-           'compile_unsupported', 'compile_config', 'load_variant', 'profile_prompt', 'known_items',
-           'profile_generation', 'throughput_callback', 'CountingCollator', 'measure_training', 'measure_args',
-           'profile_training', 'runtime_markdown', 'run_profile']
+           'compile_unsupported', 'compile_config', 'static_compile_kw', 'load_variant', 'profile_prompt',
+           'known_items', 'time_variant', 'profile_generation', 'throughput_callback', 'CountingCollator',
+           'measure_training', 'measure_args', 'time_training', 'profile_training', 'runtime_markdown', 'run_profile']
 
 # %% ../nbs/05_runtime.ipynb #2a7ce1fd
 def summarize(seconds: list[float]  # repeated timings of the same work
@@ -115,6 +115,13 @@ def compile_config(device: str):
     if device != "cuda": c._compile_all_devices = True
     return c
 
+# %% ../nbs/05_runtime.ipynb #ae916bd6
+def static_compile_kw(device: str  # "cuda" or "cpu"
+                     ) -> dict:
+    "`generate` arguments of `static_compile` on `device`; `VariantSkipped` if torch.compile fails."
+    if (why := compile_unsupported(device)): raise VariantSkipped(why)
+    return dict(cache_implementation="static", compile_config=compile_config(device))
+
 # %% ../nbs/05_runtime.ipynb #17cdbf95
 def load_variant(p: RunParams,  # the run's parameters
                  run_dir: Path,  # run folder with `adapter/` (and maybe `merged/`)
@@ -138,10 +145,8 @@ def load_variant(p: RunParams,  # the run's parameters
         return load_base(p, quantized=True, path=folder), {}
     if name == "static_compile":
         import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        if (why := compile_unsupported(device)): raise VariantSkipped(why)
-        return load_finetuned(p, run_dir, merged=True), dict(cache_implementation="static",
-                                                             compile_config=compile_config(device))
+        kw = static_compile_kw("cuda" if torch.cuda.is_available() else "cpu")
+        return load_finetuned(p, run_dir, merged=True), kw
     raise ValueError(f"unknown profile variant {name!r}; variants are {', '.join(VARIANTS)}")
 
 # %% ../nbs/05_runtime.ipynb #0b74fd15
@@ -162,43 +167,57 @@ def known_items(items,  # names asked for
     if bad := [x for x in items if x not in known]: raise ValueError(f"unknown {what} {bad}; known: {', '.join(known)}")
     return items
 
+# %% ../nbs/05_runtime.ipynb #db7eed71
+def time_variant(p: RunParams,  # the run's parameters: new tokens and repeats
+                 name: str,  # a key of `VARIANTS`
+                 load,  # `load(name)` -> (model, extra `generate` arguments), or `VariantSkipped`
+                 tok,  # the tokenizer
+                 prompt: str,  # formatted prompt
+                 log=print,  # progress lines
+                ) -> dict:
+    "One variant's row: model facts, timing, peak memory; or why it was skipped."
+    row, model = {"variant": name, "description": VARIANTS[name]}, None
+    try:
+        model, kw = load(name)
+        row |= model_facts(model)
+        window = reset_peak_memory()
+        row |= time_generation(model, tok, prompt, p.profile_new_tokens, p.profile_repeats, **kw)
+        row |= peak_memory() | {"peak_rss_window": "variant" if window else "process"}
+        if name == "static_compile": row["compiled"] = hasattr(model, "_compiled_call")
+        row["status"] = "ok"
+        log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens "
+            f"(spread {row['spread']:.0%})")
+    except VariantSkipped as e:
+        row |= {"status": "skipped", "reason": str(e)}
+        log(f"{name:15s} skipped: {e}")
+    except Exception as e:
+        if name != "static_compile": raise
+        row |= {"status": "skipped",
+                "reason": "static cache + torch.compile failed: "
+                          f"{type(e).__name__}: {str(e).strip()[:300]}"}
+        log(f"{name:15s} skipped: {row['reason']}")
+    finally:
+        model = None
+        free_memory()
+    return row
+
 # %% ../nbs/05_runtime.ipynb #52bd8571
 def profile_generation(p: RunParams,  # the run's parameters
-                       run_dir: Path,  # run folder with `adapter/`
+                       run_dir: Path | None = None,  # folder with `adapter/`; None: `load` only
                        variants: list[str] | None = None,  # default: `p.profile_variants`
                        log=print,  # progress lines
+                       load=None,  # `load(name)` -> (model, `generate` args); `load_variant`
                       ) -> list[dict]:
-    "One row per serving variant: seconds per `p.profile_new_tokens` tokens, model facts, peak memory."
+    "One row per serving variant (`time_variant`), in the order asked for."
     from sft_demos.model import load_tokenizer
     variants = known_items(p.profile_variants if variants is None else variants, VARIANTS, "profile variants")
-    adapter = Path(run_dir) / "adapter"
-    tok = load_tokenizer(p, path=adapter if (adapter / "tokenizer_config.json").exists() else None)
-    prompt, rows = profile_prompt(p, tok), []
+    adapter = Path(run_dir) / "adapter" if run_dir else None
+    own = adapter and (adapter / "tokenizer_config.json").exists()
+    tok = load_tokenizer(p, path=adapter if own else None)
+    prompt = profile_prompt(p, tok)
     with tempfile.TemporaryDirectory() as work:
-        for name in variants:
-            row, model = {"variant": name, "description": VARIANTS[name]}, None
-            try:
-                model, kw = load_variant(p, run_dir, name, Path(work))
-                row |= model_facts(model)
-                window = reset_peak_memory()
-                row |= time_generation(model, tok, prompt, p.profile_new_tokens, p.profile_repeats, **kw)
-                row |= peak_memory() | {"peak_rss_window": "variant" if window else "process"}
-                if name == "static_compile": row["compiled"] = hasattr(model, "_compiled_call")
-                row["status"] = "ok"
-                log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens (spread {row['spread']:.0%})")
-            except VariantSkipped as e:
-                row |= {"status": "skipped", "reason": str(e)}
-                log(f"{name:15s} skipped: {e}")
-            except Exception as e:
-                if name != "static_compile": raise
-                row |= {"status": "skipped",
-                        "reason": f"static cache + torch.compile failed: {type(e).__name__}: {str(e).strip()[:300]}"}
-                log(f"{name:15s} skipped: {row['reason']}")
-            finally:
-                model = None
-                free_memory()
-            rows.append(row)
-    return rows
+        load = load or (lambda name: load_variant(p, run_dir, name, Path(work)))
+        return [time_variant(p, name, load, tok, prompt, log) for name in variants]
 
 # %% ../nbs/05_runtime.ipynb #885335ac
 def throughput_callback(warmup_steps: int = 1  # optimizer steps left out of the rate
@@ -270,27 +289,46 @@ def measure_args(out: Path, steps: int) -> dict:
                 logging_steps=10_000, logging_first_step=False, include_num_input_tokens_seen="non_padding",
                 disable_tqdm=True)
 
+# %% ../nbs/05_runtime.ipynb #712b7e0e
+def time_training(p: RunParams,  # the run's parameters (or a setup's variation of them)
+                  run_dir: Path,  # run folder with `data/`
+                  steps: int,  # timed optimizer steps
+                  warmup: int = 1,  # untimed steps first
+                  attn: str | None = None,  # attention implementation; "varlen": `varlen_sdpa`
+                  **sft,  # more `SFTConfig` arguments (padding_free, ...)
+                 ) -> tuple[dict, dict]:
+    "(model facts, `measure_training` record) of the train stage's trainer on the run's data."
+    from sft_demos.train import build_trainer, register_varlen_sdpa
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "data").symlink_to(Path(run_dir, "data").resolve())
+        trainer = build_trainer(p, d, **measure_args(Path(d) / "out", warmup + steps), **sft)
+        if attn:
+            impl = register_varlen_sdpa() if attn == "varlen" else attn
+            trainer.model.get_base_model().set_attn_implementation(impl)
+        facts = model_facts(trainer.model)
+        measured = measure_training(trainer, warmup_steps=warmup)
+        del trainer
+        free_memory()
+    return facts, measured
+
 # %% ../nbs/05_runtime.ipynb #459654bb
 def profile_training(p: RunParams,  # the run's parameters
                      run_dir: Path,  # run folder with `data/`
                      modes: list[str] | None = None,  # default `p.profile_train_modes`
                      log=print,  # progress lines
+                     steps: int | None = None,  # timed steps; default `p.profile_train_steps`
+                     warmup: int = 1,  # untimed steps first
                     ) -> list[dict]:
-    "One row per training mode: throughput of `p.profile_train_steps` steps after one warm-up, on the run's data."
+    "One row per training mode: throughput of `steps` steps after `warmup`, on the run's data."
     import dataclasses
     from sft_demos.model import compute_dtype
-    from sft_demos.train import build_trainer
     modes = known_items(p.profile_train_modes if modes is None else modes, TRAIN_MODES, "profile_train_modes")
     rows = []
     for mode in modes:
         q = dataclasses.replace(p, load_in_4bit=mode == "qlora")
-        with tempfile.TemporaryDirectory() as d:
-            (Path(d) / "data").symlink_to(Path(run_dir, "data").resolve())
-            trainer = build_trainer(q, d, **measure_args(Path(d) / "out", 1 + p.profile_train_steps))
-            row = {"mode": mode, "description": TRAIN_MODES[mode], **model_facts(trainer.model),
-                   **measure_training(trainer, warmup_steps=1)}
-            del trainer
-            free_memory()
+        n = p.profile_train_steps if steps is None else steps
+        facts, measured = time_training(q, run_dir, n, warmup)
+        row = {"mode": mode, "description": TRAIN_MODES[mode], **facts, **measured}
         row["quantization"] = row["quantization"] if mode == "qlora" else "none"
         row["compute_dtype"] = str(compute_dtype(q)).replace("torch.", "")
         rows.append(row)
