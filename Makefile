@@ -11,8 +11,12 @@ WORKERS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 
 # llama.cpp for `sft-demos export`: the binding built from the llama-cpp-python source distribution, CPU only, only
-# the library (no server, tools, multimodal); the source stays in .venv/src, where export finds the converter
-LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
+# the library (no server, tools, multimodal); the source stays in .venv/src, where export finds the converter.
+# Built for AVX2, not for the build machine (GGML_NATIVE): a native build on a CPU with AVX-512 and AMX segfaulted in
+# llama_decode on the small test models, and a portable build runs on every x86-64 machine these tests meet
+LLAMA_CPU_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF $(LLAMA_CPU_ARGS)
 JOBS ?= 2
 
 .PHONY: install demo test llama-cpp test-fast export clean-nbs readme docs check-sync constraints
