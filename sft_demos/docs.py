@@ -370,7 +370,10 @@ def _short(s: str, n: int = 80) -> str:
     return s if len(s) <= n else s[:n - 1] + "…"
 
 # %% ../nbs/08_docs.ipynb #3434ce1f
-def runs_page(runs: list[Path], src: Path) -> str:
+def runs_page(runs: list[Path],  # committed run folders, oldest first
+              src: Path,  # the site's source folder
+              links=None,  # a `SiteLinks`: a report's links to other files of its run become links the site resolves
+             ) -> str:
     "Write each run's report (and images) under `src/runs/`; return the Markdown of the runs index page."
     from sft_demos.report import read_run, report_markdown, run_recipe
     out = ["# Runs", "Each run of `sft-demos run` leaves a folder under `runs/`: its parameters, the executed stage "
@@ -380,10 +383,11 @@ def runs_page(runs: list[Path], src: Path) -> str:
     for r in reversed(runs):
         d = src / "runs" / r.name
         d.mkdir(parents=True, exist_ok=True)
-        (d / "report.md").write_text((r / "report.md").read_text() if (r / "report.md").is_file()
-                                     else report_markdown(r))
         for f in r.iterdir():
             if f.suffix.lower() in RUN_FILES: shutil.copy2(f, d / f.name)
+        md = (r / "report.md").read_text() if (r / "report.md").is_file() else report_markdown(r)
+        if links is not None: md = rebase_links(md, r, links.mapper(d / "report.md"))  # e.g. plan.json: on the web
+        (d / "report.md").write_text(md)
         st = json.loads((r / "status.json").read_text()).get("stages", {}) if (r / "status.json").is_file() else {}
         try:
             h = read_run(r).history
@@ -458,7 +462,7 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
                             ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs, skip_flags=("gpu", "slow")), todo)))
     log(f"executed in {time.time() - t0:.0f}s")
     (src / "runs").mkdir()
-    (src / "runs" / "index.md").write_text(runs_page(runs, src))  # first: pages link run images
+    (src / "runs" / "index.md").write_text(runs_page(runs, src, links))  # first: pages link run images
     docs = []
     for n in names:
         note = None
