@@ -281,7 +281,7 @@ def bad_rows_error(results: list[SourceResult], limit: int = 10) -> DataError:
 
 # %% ../nbs/01_data.ipynb #e7be3671
 def _plain_prompt(msgs: list[dict], eos: str = "") -> str:
-    "The seed's plain format: system and first request on one line, each later turn on its own; answers end with `eos`."
+    "The reference runs' plain format: system and first request on one line, each later turn on its own; answers end with `eos`."
     parts = [m["content"] + (eos if m["role"] == "assistant" else "\n") for m in msgs]
     if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} {parts[1]}"] + parts[2:]
     return "".join(parts)

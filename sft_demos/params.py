@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['SEED_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS',
+__all__ = ['REFERENCE_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS',
            'STAGE_TABLE', 'STAGES', 'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError',
            'check_type', 'build', 'Stage', 'expand_targets', 'to_dict', 'passed_on', 'recipe_path', 'read_recipe',
            'parse_set', 'upgrade_run_params', 'load_params', 'save_params', 'list_recipes']
@@ -23,13 +23,13 @@ class DataSource:
     schema: str = "auto"  # auto (by columns), guanaco, dolphin, platypus, alpaca, messages, sharegpt, prompt_completion
     split: str = "train"  # split to read
     ratio: float = 1.0  # share of the mix; ratios are normalised over all sources
-    max_rows: int | None = None  # read only the first N rows (as the seed did); None reads all
+    max_rows: int | None = None  # read only the first N rows (as the reference runs did); None reads all
     name: str | None = None  # dataset config name on the Hub, if it has several
     data_files: str | None = None  # one file of a Hub repo holding several (dolphin's flan1m-alpaca-uncensored.jsonl)
     revision: str | None = None  # Hub revision (branch, tag or commit) to pin
 
 # %% ../nbs/00_params.ipynb #fe14de9c
-SEED_PROMPTS = [
+REFERENCE_PROMPTS = [
     "You are a helpful assistant. Write me a numbered list of things to do in New York City.\n",
     "You are a helpful assistant. Write a short email inviting my friends to a dinner party on Friday. Respond "
     "succinctly.\n",
@@ -96,7 +96,7 @@ class RunParams:
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     # Data
     datasets: list[DataSource] = field(default_factory=lambda: [DataSource("embedded:tasks")])  # the mix
-    prompt_format: str = "chat_template"  # chat_template, plain (the seed's prompt\nresponse), guanaco (### Human)
+    prompt_format: str = "chat_template"  # chat_template, plain (the reference runs' prompt\nresponse), guanaco (### Human)
     system_prompt: str | None = None  # system turn added to rows that have none
     mix_by: str = "rows"  # rows or tokens: what the ratios share out
     mix_total: int | None = None  # total rows (or tokens) of the mix; None = as many as the ratios allow
@@ -140,7 +140,7 @@ class RunParams:
     drift: bool = True  # score the base's answers to the bundled general prompts under both models (drift)
     drift_threshold: float = 0.25  # nats/token: a prompt whose answer NLL rose by more counts as drifted
     verdict_z: float = 2.0  # a delta is a gain or loss only beyond this many combined stderrs
-    example_prompts: list[str] = field(default_factory=lambda: list(SEED_PROMPTS))  # prompts for samples.md
+    example_prompts: list[str] = field(default_factory=lambda: list(REFERENCE_PROMPTS))  # prompts for samples.md
     max_new_tokens: int = 64  # generation length for example prompts
     do_sample: bool = False  # greedy unless True
     temperature: float = 0.7  # sampling temperature when do_sample

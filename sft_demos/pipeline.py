@@ -231,7 +231,7 @@ SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, impor
     "export": ("sft_demos.export:export_main",
                "GGUF files for llama.cpp and Ollama from a finished run, checked by llama.cpp"),
     "bench": ("sft_demos.bench:bench_main",
-              "benchmark training throughput, serving variants, and time to quality against the seed's recipe"),
+              "benchmark training throughput, serving variants, and time to quality against the reference recipe"),
 }
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90

@@ -150,7 +150,7 @@ def _summary(records: list[dict]) -> dict:
     return out
 
 # %% ../nbs/06_report.ipynb #61925be4
-def read_run(run_dir: str | Path  # a run folder (ours or the seed's), or a folder of event files
+def read_run(run_dir: str | Path  # a run folder (ours or a reference run's), or a folder of event files
             ) -> RunLog:
     "Read a run's training log from `log.json` and/or TensorBoard event files under `run_dir`."
     run_dir = Path(run_dir)

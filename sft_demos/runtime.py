@@ -78,7 +78,7 @@ def model_facts(model) -> dict:
 
 # %% ../nbs/05_runtime.ipynb #c698182a
 VARIANTS = {  # in like-for-like pairs: merging at 4-bit, merging at full precision, then compiling the merged model
-    "4bit_adapter": "4-bit base + unmerged adapter (the seed's way)",
+    "4bit_adapter": "4-bit base + unmerged adapter (the reference runs' way)",
     "merged_4bit": "merged, then quantized again to 4-bit",
     "adapter": "full-precision base + unmerged adapter",
     "merged": "adapter merged into a full-precision base",
