@@ -33,7 +33,8 @@ def bench_lengths(kind: str,  # "skewed" or "uniform"
     if kind == "uniform": return [max_length // 2] * n
     if kind != "skewed": raise ValueError(f"bench data kind {kind!r}: skewed or uniform")
     rng = random.Random(seed)
-    return [min(max_length, max(4, int(max_length / 12 * rng.paretovariate(1.2)))) for _ in range(n)]
+    return [min(max_length, max(4, int(max_length / 12 * rng.paretovariate(1.2))))
+            for _ in range(n)]
 
 # %% ../nbs/09_bench.ipynb #93cd102c
 def bench_rows(kind: str, n: int, max_length: int, vocab_size: int, seed: int = 0) -> list[dict]:
@@ -44,7 +45,8 @@ def bench_rows(kind: str, n: int, max_length: int, vocab_size: int, seed: int = 
     rows = []
     for L in bench_lengths(kind, n, max_length, seed):
         k = (L - 1) // 2
-        rows.append({"prompt": words(k) + " ", "completion": words(L - 1 - k) + " </s>", "source": f"bench:{kind}"})
+        rows.append({"prompt": words(k) + " ", "completion": words(L - 1 - k) + " </s>",
+                     "source": f"bench:{kind}"})
     return rows
 
 # %% ../nbs/09_bench.ipynb #edc82950
@@ -54,7 +56,8 @@ LLAMA_2_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, n
                   rms_norm_eps=1e-5)  # meta-llama/Llama-2-7b-hf config.json
 BENCH_MODELS = {
     "tiny": None,  # the architecture of embedded:tiny-llama
-    "quick": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+    "quick": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4),
     "llama-2-7b": LLAMA_2_7B,  # real size, for a GPU
 }
 
@@ -62,7 +65,8 @@ def bench_sizes(size: str  # a key of `BENCH_MODELS`
                ) -> dict:
     "The `LlamaConfig` sizes of a bench model (tiny: the embedded base's)."
     from sft_demos.embedded import EMBEDDED
-    keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]
+    keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+            "num_attention_heads"]
     return BENCH_MODELS[size] or {k: EMBEDDED["tiny-llama"][k] for k in keys}
 
 # %% ../nbs/09_bench.ipynb #c4fd0337
@@ -87,19 +91,24 @@ PADDING_FREE = dict(padding_free=True,
 BENCH_SETUPS = {  # the same sequences in every step; "padded" first: the reference of the ratios
     "padded": dict(),  # padded to the longest sequence of each batch (the train stage's default)
     "padding_free_dense": dict(sft=PADDING_FREE,
-                               attn="sdpa"),  # one flattened row, stock sdpa with a block-diagonal mask
+                               attn="sdpa"),
+                # one flattened row, stock sdpa with a block-diagonal mask
     "padding_free": dict(sft=PADDING_FREE,
-                         attn="varlen"),  # the same row, each sequence attended on its own (`varlen_sdpa`)
+                         attn="varlen"),
+                # the same row, each sequence attended on its own (`varlen_sdpa`)
 }
 
-def bench_params(base: Path, batch_size: int, max_length: int, repeats: int, vocab_size: int) -> RunParams:
+def bench_params(base: Path, batch_size: int, max_length: int, repeats: int,
+                 vocab_size: int) -> RunParams:
     "Run params for the bench: the tiny-cpu defaults on the bench model, with the bench's batch shape."
     import random
     rng = random.Random(0)
     prompt = " ".join(f"w{rng.randrange(vocab_size - 4)}" for _ in range(24))
     return load_params("tiny-cpu", overrides=dict(
-        model_name_or_path=str(base), max_length=max_length, per_device_train_batch_size=batch_size, eval_steps=None,
-        prompt_format="plain", example_prompts=[prompt], profile_repeats=repeats, profile_new_tokens=50))
+        model_name_or_path=str(base), max_length=max_length, per_device_train_batch_size=batch_size,
+                                                  eval_steps=None,
+        prompt_format="plain", example_prompts=[prompt], profile_repeats=repeats,
+                                                  profile_new_tokens=50))
 
 # %% ../nbs/09_bench.ipynb #b2be005f
 def write_bench_data(run: Path, rows: list[dict]) -> Path:
@@ -114,14 +123,16 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
                    work: Path,  # scratch folder
                    kinds: list[str],  # data kinds: skewed, uniform
                    n_rows: int, steps: int, warmup: int, rounds: int, vocab_size: int,
-                   setups: list[str] = tuple(BENCH_SETUPS),  # keys of `BENCH_SETUPS`; the first is the reference
+                   setups: list[str] = tuple(BENCH_SETUPS),
+                   # keys of `BENCH_SETUPS`; the first is the reference
                    log=print,
                   ) -> dict:
     "Per data kind: each setup's measurement in every round, median tokens/s, and each setup's ratio to the first's."
     import dataclasses
     out = {}
     for kind in kinds:
-        run = write_bench_data(Path(work) / kind, bench_rows(kind, n_rows, p.max_length, vocab_size, p.seed))
+        run = write_bench_data(Path(work) / kind, bench_rows(kind, n_rows, p.max_length, vocab_size,
+                                                             p.seed))
         res = {s: [] for s in setups}
         for r in range(rounds):
             for s in setups:
@@ -133,21 +144,27 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
                 log(f"train {kind:7s} round {r + 1} {s:14s} {m['tokens_per_s']:9.1f} tokens/s  "
                     f"{m['tokens_per_step']:7.0f} tokens/step  padding {m['padding_fraction']:.0%}")
         ref = setups[0]
-        ratios = {s: [round(a["tokens_per_s"] / b["tokens_per_s"], 3) for a, b in zip(res[s], res[ref])] for s in setups
+        ratios = {s: [round(a["tokens_per_s"] / b["tokens_per_s"], 3) for a,
+                      b in zip(res[s], res[ref])] for s in setups
                   if s != ref}
         out[kind] = {"reference": ref, "runs": res,
-                     "tokens_per_s": {s: statistics.median(x["tokens_per_s"] for x in v) for s, v in res.items()},
-                     "ratio": {s: round(statistics.median(v), 3) for s, v in ratios.items()}, "ratios": ratios}
+                     "tokens_per_s": {s: statistics.median(x["tokens_per_s"] for x in v) for s,
+                                      v in res.items()},
+                     "ratio": {s: round(statistics.median(v), 3) for s, v in ratios.items()},
+                     "ratios": ratios}
     return out
 
 # %% ../nbs/09_bench.ipynb #2520d68f
 def bench_generation(p: RunParams, run: Path, variants: list[str], log=print) -> dict:
     "Serving variants on the bench model; the fastest against the reference runs' `4bit_adapter`."
-    rows = profile_generation(p, run, variants=["4bit_adapter"] + [v for v in variants if v != "4bit_adapter"], log=log)
+    rows = profile_generation(p, run, variants=["4bit_adapter"] + [v for v in variants
+                                                                   if v != "4bit_adapter"], log=log)
     ok = {r["variant"]: r for r in rows if r["status"] == "ok"}
-    best = min((v for v in ok if v != "4bit_adapter"), key=lambda v: ok[v]["median_s"], default=None)
+    best = min((v for v in ok if v != "4bit_adapter"), key=lambda v: ok[v]["median_s"],
+               default=None)
     return {"variants": rows, "baseline": "4bit_adapter", "best": best,
-            "ratio": round(ok["4bit_adapter"]["median_s"] / ok[best]["median_s"], 3) if best else None}
+            "ratio": round(ok["4bit_adapter"]["median_s"] / ok[best]["median_s"], 3) if best
+            else None}
 
 # %% ../nbs/09_bench.ipynb #6fb6f1ae
 def llama_parameters(c) -> int:
@@ -157,12 +174,15 @@ def llama_parameters(c) -> int:
 
 # %% ../nbs/09_bench.ipynb #72643bb1
 BENCH_DEFAULTS = {  # procedure sizes: full and --quick
-    "full": dict(model="tiny", batch_size=16, max_length=128, rows=1000, steps=3, warmup=1, rounds=2, repeats=3,
+    "full": dict(model="tiny", batch_size=16, max_length=128, rows=1000, steps=3, warmup=1,
+                 rounds=2, repeats=3,
                  variants=list(VARIANTS)),
-    "quick": dict(model="quick", batch_size=8, max_length=64, rows=200, steps=2, warmup=1, rounds=1, repeats=1,
+    "quick": dict(model="quick", batch_size=8, max_length=64, rows=200, steps=2, warmup=1, rounds=1,
+                  repeats=1,
                   variants=["4bit_adapter", "adapter", "merged"]),
 }
-BENCH_GOALS = {"skewed": 2.0, "uniform": 1.0, "generation": 2.0}  # minimum ratios the project aims for
+BENCH_GOALS = {"skewed": 2.0, "uniform": 1.0,
+               "generation": 2.0}  # minimum ratios the project aims for
 
 def bench(cfg: dict,  # `BENCH_DEFAULTS` entry, possibly changed
           log=print,  # progress lines
@@ -175,20 +195,28 @@ def bench(cfg: dict,  # `BENCH_DEFAULTS` entry, possibly changed
         tok = word_tokenizer(sizes["vocab_size"])
         mcfg = llama_config(sizes, tok)
         import torch
-        base = save_random_model(mcfg, tok, work / "base", dtype="bfloat16" if torch.cuda.is_available() else "float32")
-        p = bench_params(base, cfg["batch_size"], cfg["max_length"], cfg["repeats"], mcfg.vocab_size)
-        train = bench_training(p, work, ["skewed", "uniform"], cfg["rows"], cfg["steps"], cfg["warmup"], cfg["rounds"],
+        base = save_random_model(mcfg, tok, work / "base", dtype="bfloat16"
+                                 if torch.cuda.is_available() else "float32")
+        p = bench_params(base, cfg["batch_size"], cfg["max_length"], cfg["repeats"],
+                         mcfg.vocab_size)
+        train = bench_training(p, work, ["skewed", "uniform"], cfg["rows"], cfg["steps"],
+                               cfg["warmup"], cfg["rounds"],
                                mcfg.vocab_size, log=log)
         random_adapter(p, work / "gen")
         gen = bench_generation(p, work / "gen", cfg["variants"], log=log)
     n_params = llama_parameters(mcfg)
-    goal = lambda v, k: {"ratio": v, "goal": BENCH_GOALS[k], "met": v is not None and v >= BENCH_GOALS[k]}
-    goals = {f"{k}/padding_free": goal(train[k]["ratio"]["padding_free"], k) for k in ("skewed", "uniform")}
+    goal = lambda v, k: {"ratio": v, "goal": BENCH_GOALS[k], "met": v is not None
+                         and v >= BENCH_GOALS[k]}
+    goals = {f"{k}/padding_free": goal(train[k]["ratio"]["padding_free"], k)
+             for k in ("skewed", "uniform")}
     goals["generation"] = goal(gen["ratio"], "generation")
-    return {"config": cfg, "model": {k: getattr(mcfg, k) for k in ["vocab_size", "hidden_size", "intermediate_size",
-                                                                   "num_hidden_layers", "num_attention_heads"]}
+    return {"config": cfg, "model": {k: getattr(mcfg, k) for k in ["vocab_size", "hidden_size",
+                                                                   "intermediate_size",
+                                                                   "num_hidden_layers",
+                                                                   "num_attention_heads"]}
                 | {"parameters_m": round(n_params / 1e6, 2)},
-            "machine": start, "load_avg_1min_end": round(os.getloadavg()[0], 2), "training": train, "generation": gen,
+            "machine": start, "load_avg_1min_end": round(os.getloadavg()[0], 2), "training": train,
+            "generation": gen,
             "goals": goals,
             "seconds": round(time.time() - t0, 1)}
 
@@ -198,21 +226,26 @@ def bench_summary(b: dict) -> str:
     t, g, goals = b["training"], b["generation"], b["goals"]
     ok = {r["variant"]: r for r in g["variants"] if r["status"] == "ok"}
     met = lambda k: f"goal >= {goals[k]['goal']:g}x: {'met' if goals[k]['met'] else 'NOT met'}"
-    lines = [f"machine: {machine_label(b['machine'])}, {b['machine']['torch_threads']} torch threads, "
-             f"load average {b['machine']['load_avg_1min']} -> {b['load_avg_1min_end']}"]
-    if b["config"]["model"] == "quick": lines.append("(--quick: too few steps for these ratios to mean anything)")
+    lines = [f"machine: {machine_label(b['machine'])}, {b['machine']['torch_threads']} torch "
+             f"threads, load average {b['machine']['load_avg_1min']} -> {b['load_avg_1min_end']}"]
+    if b["config"]["model"] == "quick": lines.append("(--quick: too few steps for these ratios to "
+                                                     "mean anything)")
     for k, name in [("skewed", "length-skewed"), ("uniform", "uniform-length")]:
         tp, ref = t[k]["tokens_per_s"], t[k]["reference"]
-        lines.append(f"training tokens/s, {name} data, same sequences per step: {ref} {tp[ref]:.1f}")
+        lines.append(f"training tokens/s, {name} data, same sequences per step: {ref} "
+                     f"{tp[ref]:.1f}")
         for s, r in t[k]["ratio"].items():
-            lines.append(f"  {s:18s} {tp[s]:9.1f} -> {r:.2f}x {ref} (median of per-round ratios {t[k]['ratios'][s]}"
+            lines.append(f"  {s:18s} {tp[s]:9.1f} -> {r:.2f}x {ref} (median of per-round ratios "
+                         f"{t[k]['ratios'][s]}"
                          + (f"; {met(f'{k}/{s}')})" if f"{k}/{s}" in goals else ")"))
     if g["best"]:
-        lines.append(f"generation s/50 tokens: reference runs' 4bit_adapter {ok['4bit_adapter']['median_s']:.3f}, best "
-                     f"{g['best']} {ok[g['best']]['median_s']:.3f} -> {g['ratio']:.2f}x ({met('generation')})")
+        lines.append("generation s/50 tokens: reference runs' 4bit_adapter "
+                     f"{ok['4bit_adapter']['median_s']:.3f}, best {g['best']} "
+                     f"{ok[g['best']]['median_s']:.3f} -> {g['ratio']:.2f}x ({met('generation')})")
     for r in g["variants"]:
         lines.append(f"  {r['variant']:15s} " + (f"{r['median_s']:.3f} s (spread {r['spread']:.0%})"
-                                                 if r["status"] == "ok" else f"skipped: {r['reason']}"))
+                                                 if r["status"] == "ok" else "skipped: "
+                                                                             f"{r['reason']}"))
     return "\n".join(lines)
 
 # %% ../nbs/09_bench.ipynb #23d4b08b
@@ -225,13 +258,15 @@ def bench_markdown(b: dict) -> str:
         r, ref = t[k], t[k]["reference"]
         pad = statistics.median(m["padding_fraction"] for m in r["runs"][ref])
         rows.append({data: f"{k} ({pad:.0%} of the {ref} batch is padding)"} | {s: f"{r['tokens_per_s'][s]:,.0f}" + (
-            "" if s == ref else f" ({r['ratio'][s]:.2f}x; rounds {', '.join(f'{x:.2f}x' for x in r['ratios'][s])})")
+            "" if s == ref else f" ({r['ratio'][s]:.2f}x; rounds "
+                                f"{', '.join(f'{x:.2f}x' for x in r['ratios'][s])})")
                                                                                 for s in setups})
     out = [md_table(rows, [data, *setups], align="l" + "r" * len(setups))]
     ok = [x for x in g["variants"] if x["status"] == "ok"]
     gen, names = "generation, s / 50 tokens", [x["variant"] for x in ok]
     rows = [{gen: what} | {x["variant"]: cell(x) for x in ok} for what, cell in [
-        ("median", lambda x: f"{x['median_s']:.3f}"), ("warm-up run (s)", lambda x: f"{sum(x['warmup_s']):.2f}"),
+        ("median", lambda x: f"{x['median_s']:.3f}"), ("warm-up run (s)",
+                                                       lambda x: f"{sum(x['warmup_s']):.2f}"),
         ("peak memory", memory_label)]]
     out += ["", md_table(rows, [gen, *names], align="l" + "r" * len(names))]
     med = {x["variant"]: x["median_s"] for x in ok}
@@ -244,11 +279,13 @@ def bench_markdown(b: dict) -> str:
 def bench_main(argv: list[str] | None = None) -> int:
     "Entry point of `sft-demos bench`."
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="sft-demos bench",
-                                 description="Training throughput of three batch layouts at equal sequences per step, "
-                                 "and serving variants, on the same tiny model and data, in one process; print the "
-                                 "ratios and write JSON. --quality: time to quality, the reference recipe as it ran "
+                                 description="Training throughput of three batch layouts at equal "
+                                 "sequences per step, and serving variants, on the same tiny model "
+                                 "and data, in one process; print the ratios and write JSON. "
+                                 "--quality: time to quality, the reference recipe as it ran "
                                  "against the project's default.")
-    ap.add_argument("--quick", action="store_true", help="a smaller model, batch and step count (for tests)")
+    ap.add_argument("--quick", action="store_true", help="a smaller model, batch and step count "
+                                                         "(for tests)")
     ap.add_argument("--model", choices=list(BENCH_MODELS),
                     help="tiny (the embedded base's architecture; the default), quick, "
                     "or llama-2-7b (real size, for a GPU)")
@@ -263,9 +300,11 @@ def bench_main(argv: list[str] | None = None) -> int:
                     help="instead: time to quality, one epoch of the reference recipe and of "
                     "the project's default on the embedded task set (time_to_quality.json and .md)")
     ap.add_argument("--recipe", default="tiny-cpu",
-                    help="with --quality: the project recipe both sides start from (default: tiny-cpu)")
+                    help="with --quality: the project recipe both sides start from (default: "
+                         "tiny-cpu)")
     ap.add_argument("--max-rows", type=int,
-                    help="with --quality: read only this many rows of the recipe's data (default: all)")
+                    help="with --quality: read only this many rows of the recipe's data (default: "
+                         "all)")
     a = ap.parse_args(argv)
     cfg = dict(BENCH_DEFAULTS["quick" if a.quick else "full"])
     for k in ["model", "rounds", "steps", "batch_size", "max_length"]:
@@ -282,7 +321,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     if a.quality:
         sets = {"datasets": [{**d, "max_rows": a.max_rows}
                              for d in to_dict(load_params(a.recipe))["datasets"]]} if a.max_rows else None
-        q = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]),
+        q = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None
+                                                            else sys.argv[1:])]),
              **time_to_quality(a.recipe, sets=sets)}
         out = out.with_name("time_to_quality.json")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +331,8 @@ def bench_main(argv: list[str] | None = None) -> int:
         print(quality_markdown(q))
         print(f"wrote {out}")
         return 0
-    b = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])]), **bench(cfg)}
+    b = {"command": shlex.join(["sft-demos", "bench", *(argv if argv is not None
+                                                        else sys.argv[1:])]), **bench(cfg)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(b, indent=2))
     print(bench_summary(b))
@@ -301,9 +342,11 @@ def bench_main(argv: list[str] | None = None) -> int:
 # %% ../nbs/09_bench.ipynb #c7b7f563
 # the reference recipes all trained one sequence per device, two accumulation steps, loss on the whole text
 REFERENCE_RECIPE = "llama-2-7b-guanaco"
-REFERENCE_TRAINING_KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "packing", "train_on",
+REFERENCE_TRAINING_KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "packing",
+                           "train_on",
                       "max_length", "learning_rate", "lr_scheduler_type", "warmup_ratio", "optim",
-                      "gradient_checkpointing", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
+                      "gradient_checkpointing", "lora_r", "lora_alpha", "lora_dropout",
+                           "lora_target_modules"]
 
 def reference_training(recipe: str = REFERENCE_RECIPE  # a recipe holding the reference settings
                  ) -> dict:
@@ -318,9 +361,11 @@ def _one_epoch(project: str, over: dict, n_train: int) -> RunParams:
     import math
     q = load_params(project, overrides=over)
     steps = math.ceil(n_train / (q.per_device_train_batch_size * q.gradient_accumulation_steps))
-    return load_params(project, overrides={**over, "num_train_epochs": 1, "max_steps": -1, "eval_steps": steps,
+    return load_params(project, overrides={**over, "num_train_epochs": 1, "max_steps": -1,
+                                           "eval_steps": steps,
                                            "save_steps": steps,
-                                           "eval_tasks": [], "eval_base": False, "example_prompts": []})
+                                           "eval_tasks": [], "eval_base": False,
+                                           "example_prompts": []})
 
 # %% ../nbs/09_bench.ipynb #7f83f567
 def _quality_side(q: RunParams, run: Path) -> dict:
@@ -332,16 +377,19 @@ def _quality_side(q: RunParams, run: Path) -> dict:
     wall = time.time() - t0
     run_eval(q, run, log=lambda *a: None)
     held = json.loads((run / "metrics.json").read_text())["heldout"]["finetuned"]
-    return {"settings": {k: getattr(q, k) for k in REFERENCE_TRAINING_KEYS}, "wall_s": round(wall, 1),
+    return {"settings": {k: getattr(q, k) for k in REFERENCE_TRAINING_KEYS},
+            "wall_s": round(wall, 1),
             "optimizer_steps": s["global_step"],
             "tokens_per_optimizer_step": round(s["train_tokens"] / s["global_step"], 1),
-            "train_tokens": s["train_tokens"], "tokens_per_s": s["train_tokens_per_s"], "eval_loss": s["eval_loss"],
+            "train_tokens": s["train_tokens"], "tokens_per_s": s["train_tokens_per_s"],
+            "eval_loss": s["eval_loss"],
             "heldout_exact_match": held["exact_match"],
             "heldout_families": {f: v["exact_match"] for f, v in held["families"].items()}}
 
 # %% ../nbs/09_bench.ipynb #f1035a8e
 def time_to_quality(project: str = "tiny-cpu",  # the project's default recipe
-                    reference: str = REFERENCE_RECIPE,  # the recipe whose training settings the reference side replays
+                    reference: str = REFERENCE_RECIPE,
+                    # the recipe whose training settings the reference side replays
                     sets: dict | None = None,  # overrides for both sides (tests: fewer rows)
                     log=print,  # progress lines
                    ) -> dict:
@@ -349,21 +397,24 @@ def time_to_quality(project: str = "tiny-cpu",  # the project's default recipe
     import shutil
     from sft_demos.data import run_data
     sets = dict(sets or {})
-    rec = {"project_recipe": project, "reference_recipe": reference, "machine": machine(), "sides": {}}
+    rec = {"project_recipe": project, "reference_recipe": reference, "machine": machine(),
+           "sides": {}}
     with tempfile.TemporaryDirectory() as work:
-        n_train = len(run_data(load_params(project, overrides=sets), Path(work), log=lambda *a: None).train)
+        n_train = len(run_data(load_params(project, overrides=sets), Path(work),
+                               log=lambda *a: None).train)
         for name, over in {"reference": reference_training(reference), "project": {}}.items():
             q, run = _one_epoch(project, {**sets, **over}, n_train), Path(work) / name
             shutil.copytree(Path(work) / "data", run / "data")
             log(f"{name}: one epoch of {n_train} rows, batch {q.per_device_train_batch_size} x "
                 f"{q.gradient_accumulation_steps} accumulation")
             side = rec["sides"][name] = _quality_side(q, run)
-            log(f"{name}: {side['wall_s']:.0f}s, held-out exact match {side['heldout_exact_match']:.3f}, "
-                f"eval loss {side['eval_loss']:.4f}")
+            log(f"{name}: {side['wall_s']:.0f}s, held-out exact match "
+                f"{side['heldout_exact_match']:.3f}, eval loss {side['eval_loss']:.4f}")
     rf, pj = rec["sides"]["reference"], rec["sides"]["project"]
     rec["speedup"] = round(rf["wall_s"] / pj["wall_s"], 2)
     rec["goal"] = {"wall_time_at_most": 0.5, "heldout_at_least_reference": True,
-                   "met": pj["wall_s"] <= 0.5 * rf["wall_s"] and pj["heldout_exact_match"] >= rf["heldout_exact_match"]}
+                   "met": pj["wall_s"] <= 0.5 * rf["wall_s"]
+                   and pj["heldout_exact_match"] >= rf["heldout_exact_match"]}
     return rec
 
 # %% ../nbs/09_bench.ipynb #2b45f889
@@ -381,25 +432,30 @@ def quality_markdown(r: dict) -> str:
     rows = [{"": k, **{s: v[k] for s, v in sides.items()}} for k in keys]
     rows += [{"": f"held-out: {f}", **{s: v["heldout_families"][f] for s, v in sides.items()}}
              for f in sides["project"]["heldout_families"]]
-    rows += [{"": k, **{s: v["settings"][k] for s, v in sides.items()}} for k in REFERENCE_TRAINING_KEYS]
+    rows += [{"": k, **{s: v["settings"][k] for s, v in sides.items()}}
+             for k in REFERENCE_TRAINING_KEYS]
     goal = "met" if r["goal"]["met"] else "NOT met"
-    return (f"One epoch each on the same data; the project's default took {1 / r['speedup']:.2f}x the reference "
-            f"recipe's wall time ({r['speedup']:.2f}x faster). Goal (at most half the time, at least the reference "
-            f"side's held-out exact match): {goal}. Each side's eval loss is over the tokens it trains on (the whole "
-            "text for the reference side, the assistant answers for the project): compare it along a side, not "
-            "across. On a CPU the paged optimizer runs as `adamw_torch`.\n\n"
+    return (f"One epoch each on the same data; the project's default took {1 / r['speedup']:.2f}x "
+            f"the reference recipe's wall time ({r['speedup']:.2f}x faster). Goal (at most half "
+            f"the time, at least the reference side's held-out exact match): {goal}. Each side's "
+            "eval loss is over the tokens it trains on (the whole text for the reference side, "
+            "the assistant answers for the project): compare it along a side, not across. On a "
+            "CPU the paged optimizer runs as `adamw_torch`.\n\n"
             + md_table(rows))
 
 # %% ../nbs/09_bench.ipynb #4bdab2e2
 GPU_MODELS = {
     "llama-2-7b": LLAMA_2_7B,
-    "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4,
                  num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5),
 }
 GPU_REFERENCE = {  # published points for Llama-2-7B, stated here, for comparison in the JSON
-    "qlora_hf_a100": "HF 4-bit QLoRA, 1x A100, seq 1024, LoRA r8 all-linear: 2,415 tokens/s at 9 GB",
+    "qlora_hf_a100": "HF 4-bit QLoRA, 1x A100, seq 1024, LoRA r8 all-linear: 2,415 tokens/s at 9 "
+                     "GB",
     "lora_bf16_a100": "bf16 LoRA, same setup: 2,392 tokens/s at 18 GB",
-    "generation_floor_h100": "memory-bandwidth floor for 7B bf16 on H100: about 0.2 s per 50 tokens",
+    "generation_floor_h100": "memory-bandwidth floor for 7B bf16 on H100: about 0.2 s per 50 "
+                             "tokens",
 }
 
 # %% ../nbs/09_bench.ipynb #c6ca0380
@@ -455,7 +511,8 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
               train_modes: list[str] = ("qlora", "lora"),  # QLoRA, and LoRA on the bf16 base
               variants: list[str] = tuple(VARIANTS),  # generation variants
               repeats: int = 3,  # timed generations per variant (after one warm-up)
-              work: str | None = None,  # folder for the saved random model (default: a temporary one)
+              work: str | None = None,
+              # folder for the saved random model (default: a temporary one)
               log=print,  # progress lines
              ) -> dict:
     "Training throughput and generation runtime of a random-weight model of `size`; returns the record."
@@ -466,31 +523,41 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
         tok = word_tokenizer(GPU_MODELS[size]["vocab_size"])
         cfg = llama_config(GPU_MODELS[size], tok)
         t = time.time()
-        save_random_model(cfg, tok, d / "base", dtype="bfloat16" if torch.cuda.is_available() else "float32")
+        save_random_model(cfg, tok, d / "base", dtype="bfloat16" if torch.cuda.is_available()
+                          else "float32")
         log(f"built and saved a random {size} in {time.time() - t:.0f}s")
         p = load_params("tiny-cpu", overrides=dict(
-            model_name_or_path=str(d / "base"), max_length=seq_len, per_device_train_batch_size=batch_size, lora_r=8,
+            model_name_or_path=str(d / "base"), max_length=seq_len,
+                                                   per_device_train_batch_size=batch_size, lora_r=8,
             lora_alpha=16,
-            lora_target_modules=["all-linear"], gradient_checkpointing=True, packing=False, train_on="all",
+            lora_target_modules=["all-linear"], gradient_checkpointing=True, packing=False,
+                                                   train_on="all",
             eval_steps=None, prompt_format="plain", profile_new_tokens=50, profile_repeats=repeats,
             example_prompts=[" ".join(f"w{i}" for i in range(100, 164))]))
         run = write_bench_data(d / "run",
-                               bench_rows("uniform", batch_size * (warmup + steps) * 2, seq_len * 2, cfg.vocab_size))
+                               bench_rows("uniform", batch_size * (warmup + steps) * 2, seq_len * 2,
+                                          cfg.vocab_size))
         training = profile_training(p, run, list(train_modes), log=log, steps=steps, warmup=warmup)
         generation = gpu_generation(p, list(variants), log=log)
     n_params = llama_parameters(cfg)
-    return {"model": {"size": size, **GPU_MODELS[size], "parameters_b": round(n_params / 1e9, 3), "weights": "random"},
-            "setup": {"seq_len": seq_len, "batch_size": batch_size, "steps": steps, "warmup": warmup, "lora_r": 8,
-                      "lora_alpha": 16, "lora_target_modules": "all-linear", "gradient_checkpointing": True,
-                      "quantization": f"{p.bnb_4bit_quant_type}, double quant {p.bnb_4bit_use_double_quant}"},
-            "machine": start, "training": training, "generation": generation, "reference": GPU_REFERENCE,
+    return {"model": {"size": size, **GPU_MODELS[size], "parameters_b": round(n_params / 1e9, 3),
+                      "weights": "random"},
+            "setup": {"seq_len": seq_len, "batch_size": batch_size, "steps": steps,
+                      "warmup": warmup, "lora_r": 8,
+                      "lora_alpha": 16, "lora_target_modules": "all-linear",
+                      "gradient_checkpointing": True,
+                      "quantization": f"{p.bnb_4bit_quant_type}, double quant "
+                                      f"{p.bnb_4bit_use_double_quant}"},
+            "machine": start, "training": training, "generation": generation,
+            "reference": GPU_REFERENCE,
             "seconds": round(time.time() - t0, 1)}
 
 # %% ../nbs/09_bench.ipynb #e7e75896
 def gpu_main(argv: list[str] | None = None) -> int:
     "Entry point of `python -m sft_demos.bench gpu`: run `gpu_bench` and write its JSON."
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.bench gpu",
-                                 description="Llama-2-7B-size QLoRA training and generation runtime on this GPU.")
+                                 description="Llama-2-7B-size QLoRA training and generation "
+                                             "runtime on this GPU.")
     ap.add_argument("--size", default="llama-2-7b", choices=list(GPU_MODELS))
     ap.add_argument("--out", default=os.environ.get("OUT", "."),
                     help="folder for gpu_bench_<size>.json (default: $OUT)")
@@ -500,12 +567,14 @@ def gpu_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--train-modes", default="qlora,lora")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--repeats", type=int, default=3, help="timed generations per variant, after one warm-up")
+    ap.add_argument("--repeats", type=int, default=3, help="timed generations per variant, after "
+                                                           "one warm-up")
     ap.add_argument("--work", help="folder for the saved random model (needs ~14 GB for 7B)")
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     modes = [m for m in a.train_modes.split(",") if m]
-    r = gpu_bench(a.size, a.seq_len, a.batch_size, a.steps, a.warmup, modes, a.variants.split(","), a.repeats, a.work)
+    r = gpu_bench(a.size, a.seq_len, a.batch_size, a.steps, a.warmup, modes, a.variants.split(","),
+                  a.repeats, a.work)
     r = {"command": shlex.join(["python", "-m", "sft_demos.bench", "gpu",
                                 *(argv if argv is not None else sys.argv[2:])]), **r}
     out = Path(a.out) / f"gpu_bench_{a.size}.json"
@@ -519,21 +588,26 @@ def gpu_markdown(g: dict) -> str:
     "Markdown tables of a `gpu_bench` record: training, then generation."
     m = g["machine"]
     out = [f"{g['model']['size']} ({g['model']['parameters_b']}B parameters, random weights) on "
-           f"{m.get('gpu', m['cpu'])}; seq {g['setup']['seq_len']}, batch {g['setup']['batch_size']}, LoRA "
-           f"r={g['setup']['lora_r']} all-linear, {g['setup']['steps']} timed steps after {g['setup']['warmup']} "
-           "warm-up", ""]
-    train = [{"training": f"{t['mode']} ({t['quantization'] if t['quantization'] != 'none' else t['dtype']})",
+           f"{m.get('gpu', m['cpu'])}; seq {g['setup']['seq_len']}, batch "
+           f"{g['setup']['batch_size']}, LoRA r={g['setup']['lora_r']} all-linear, "
+           f"{g['setup']['steps']} timed steps after {g['setup']['warmup']} warm-up", ""]
+    train = [{"training": f"{t['mode']} "
+                          f"({t['quantization'] if t['quantization'] != 'none' else t['dtype']})",
               "tokens/s": f"{t['tokens_per_s']:,.0f}", "steps/s": f"{t['steps_per_s']:.2f}",
               "peak memory": memory_label(t)}
              for t in g["training"]]
-    ref = next((r["median_s"] for r in g["generation"] if r["variant"] == "4bit_adapter" and r["status"] == "ok"),
+    ref = next((r["median_s"] for r in g["generation"] if r["variant"] == "4bit_adapter"
+                and r["status"] == "ok"),
                 None)
-    gen = [{"generation variant": r["variant"], "s / 50 tokens": f"skipped: {r['reason']}"} if r["status"] != "ok" else
+    gen = [{"generation variant": r["variant"], "s / 50 tokens": f"skipped: {r['reason']}"}
+           if r["status"] != "ok" else
            {"generation variant": r["variant"], "s / 50 tokens": f"{r['median_s']:.3f}",
-            "vs 4bit_adapter": f"{ref / r['median_s']:.1f}x" if ref else "", "peak memory": memory_label(r)}
+            "vs 4bit_adapter": f"{ref / r['median_s']:.1f}x" if ref else "",
+            "peak memory": memory_label(r)}
            for r in g["generation"]]
     out += [md_table(train, ["training", "tokens/s", "steps/s", "peak memory"], align="lrrr"), "",
-            md_table(gen, ["generation variant", "s / 50 tokens", "vs 4bit_adapter", "peak memory"], align="lrrr")]
+            md_table(gen, ["generation variant", "s / 50 tokens", "vs 4bit_adapter", "peak memory"],
+                     align="lrrr")]
     return "\n".join(out) + "\n"
 
 # %% ../nbs/09_bench.ipynb #b6b11d38

@@ -39,7 +39,8 @@ def _show(v, width: int = 40) -> str:
 
 # %% ../nbs/01_data.ipynb #d88d070c
 def check_messages(msgs,  # a list of {role, content} turns
-                   what: str = "conversation",  # how the message names `msgs` (e.g. "field 'messages'")
+                   what: str = "conversation",
+                   # how the message names `msgs` (e.g. "field 'messages'")
                   ) -> list[dict]:
     "Return `msgs` as clean turns, or raise `BadRow` saying what is wrong."
     if not isinstance(msgs, list): raise BadRow(f"{what} is {_kind(msgs)}, not a list of turns")
@@ -56,8 +57,10 @@ def check_messages(msgs,  # a list of {role, content} turns
     else: sys_, turns = [], out
     for i, m in enumerate(turns):
         want = "user" if i % 2 == 0 else "assistant"
-        if m["role"] != want: raise BadRow(f"turn {i + len(sys_)} has role {m['role']!r}, expected {want!r}")
-    if not turns or turns[-1]["role"] != "assistant": raise BadRow("no assistant response at the end")
+        if m["role"] != want: raise BadRow(f"turn {i + len(sys_)} has role {m['role']!r}, expected "
+                                           f"{want!r}")
+    if not turns or turns[-1]["role"] != "assistant": raise BadRow("no assistant response at the "
+                                                                   "end")
     if any(not m["content"] for m in turns[1::2]): raise BadRow("empty response")
     if any(not m["content"] for m in turns[0::2]): raise BadRow("empty user turn")
     return (sys_ if sys_ and sys_[0]["content"] else []) + turns
@@ -82,7 +85,8 @@ def from_guanaco(row: dict) -> list[dict]:
     if len(parts) < 3: raise BadRow("no '### Human:' / '### Assistant:' turns in text")
     if parts[0].strip(): raise BadRow("text before the first '### Human:'")
     role = {"Human": "user", "Assistant": "assistant"}
-    return check_messages([{"role": role[r], "content": c} for r, c in zip(parts[1::2], parts[2::2])])
+    return check_messages([{"role": role[r], "content": c} for r,
+                           c in zip(parts[1::2], parts[2::2])])
 
 # %% ../nbs/01_data.ipynb #03c57c77
 def from_dolphin(row: dict) -> list[dict]:
@@ -99,7 +103,8 @@ def from_alpaca(row: dict) -> list[dict]:
                            {"role": "assistant", "content": _text(row, "output")}])
 
 # %% ../nbs/01_data.ipynb #780fd060
-_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
+                   "assistant": "assistant",
                    "chatgpt": "assistant"}
 
 def from_messages(row: dict) -> list[dict]:
@@ -117,12 +122,15 @@ def from_sharegpt(row: dict) -> list[dict]:
     out = []
     for i, t in enumerate(conv):
         if not isinstance(t, dict):
-            raise BadRow(f"turn {i} is {_kind(t)} ({_show(t)}), not a record with 'from' and 'value'")
+            raise BadRow(f"turn {i} is {_kind(t)} ({_show(t)}), not a record with 'from' and "
+                         "'value'")
         who = t.get("from")
         if not isinstance(who, str):
-            raise BadRow(f"turn {i} has no 'from'" if who is None else f"turn {i} 'from' is {_kind(who)}, not text")
+            raise BadRow(f"turn {i} has no 'from'" if who is None else f"turn {i} 'from' is "
+                                                                       f"{_kind(who)}, not text")
         if who not in _SHAREGPT_ROLES:
-            raise BadRow(f"turn {i}: unknown speaker {who!r}; known speakers: {', '.join(_SHAREGPT_ROLES)}")
+            raise BadRow(f"turn {i}: unknown speaker {who!r}; known speakers: "
+                         f"{', '.join(_SHAREGPT_ROLES)}")
         if "value" not in t: raise BadRow(f"turn {i} has no 'value'")
         out.append({"role": _SHAREGPT_ROLES[who], "content": t["value"]})
     return check_messages(out, "field 'conversations'")
@@ -134,18 +142,22 @@ def from_prompt_completion(row: dict) -> list[dict]:
                            {"role": "assistant", "content": _text(row, "completion")}])
 
 # %% ../nbs/01_data.ipynb #7af4ab65
-ADAPTERS = {"guanaco": from_guanaco, "dolphin": from_dolphin, "platypus": from_alpaca, "alpaca": from_alpaca,
-            "messages": from_messages, "sharegpt": from_sharegpt, "prompt_completion": from_prompt_completion}
+ADAPTERS = {"guanaco": from_guanaco, "dolphin": from_dolphin, "platypus": from_alpaca,
+            "alpaca": from_alpaca,
+            "messages": from_messages, "sharegpt": from_sharegpt,
+            "prompt_completion": from_prompt_completion}
 
 def detect_schema(columns, where: str = "dataset") -> str:
     "Schema name for a set of column names; raises `DataError` when none fits."
     c = set(columns)
     for schema, need in [("messages", {"messages"}), ("sharegpt", {"conversations"}),
                          ("prompt_completion", {"prompt", "completion"}),
-                         ("platypus", {"instruction", "output", "data_source"}), ("alpaca", {"instruction", "output"}),
+                         ("platypus", {"instruction", "output", "data_source"}),
+                         ("alpaca", {"instruction", "output"}),
                          ("guanaco", {"text"})]:
         if need <= c: return schema
-    raise DataError(f"{where}: cannot tell the schema from columns {sorted(c)}; set `schema` to one of {SCHEMAS[1:]}")
+    raise DataError(f"{where}: cannot tell the schema from columns {sorted(c)}; set `schema` to "
+                    f"one of {SCHEMAS[1:]}")
 
 # %% ../nbs/01_data.ipynb #455f7a93
 def _local_rows(path: Path):
@@ -168,33 +180,38 @@ def _local_rows(path: Path):
     else: raise DataError(f"{path}: unsupported file type {suf!r}; use jsonl, json, csv or parquet")
 
 # %% ../nbs/01_data.ipynb #d44c3844
-def _offline() -> bool: return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+def _offline() -> bool: return os.environ.get("HF_HUB_OFFLINE",
+                                              "0").strip().lower() in ("1", "true", "yes", "on")
 
 # %% ../nbs/01_data.ipynb #d88fb125
 def hub_reachable(timeout: float = 3.0) -> bool:
     "Whether the Hub endpoint accepts a TCP connection within `timeout` seconds."
     u = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
-        socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)), timeout=timeout).close()
+        socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)),
+                                 timeout=timeout).close()
         return True
     except OSError: return False
 
 # %% ../nbs/01_data.ipynb #9bd67b92
 def _hub_help(ds: DataSource, why: str) -> DataError:
-    return DataError(f"Dataset '{ds.path}' is a Hub id, but {why}. Either run where the Hub can be reached "
-                     f"(with HF_HUB_OFFLINE unset), or download it once (`datasets.load_dataset('{ds.path}')` then "
-                     f"`.to_json('{ds.path.split('/')[-1]}.jsonl')`) and set this source's path to the local file or "
-                     "folder.")
+    return DataError(f"Dataset '{ds.path}' is a Hub id, but {why}. Either run where the Hub can be "
+                     "reached (with HF_HUB_OFFLINE unset), or download it once "
+                     f"(`datasets.load_dataset('{ds.path}')` then "
+                     f"`.to_json('{ds.path.split('/')[-1]}.jsonl')`) and set this source's path to "
+                     "the local file or folder.")
 
 # %% ../nbs/01_data.ipynb #78a7eccf
 def _hub_rows(ds: DataSource):
     "Stream rows of a Hub dataset (or a local folder laid out like one) with `datasets`."
     import datasets
     local, path = Path(ds.path).is_dir(), ds.path
-    if not local and (_offline() or not hub_reachable()):  # read the hub cache's snapshot as the local folder it is
+    if not local and (_offline()
+                      or not hub_reachable()):  # read the hub cache's snapshot as the local folder it is
         from sft_demos.preflight import cached_snapshot
         snap = cached_snapshot(ds.path, "dataset", ds.revision)
-        if snap is None and not _offline(): raise _hub_help(ds, "the Hub cannot be reached from here")
+        if snap is None and not _offline(): raise _hub_help(ds, "the Hub cannot be reached from "
+                                                                "here")
         if snap is not None: local, path = True, str(snap)
     try:
         it = datasets.load_dataset(path, name=ds.name, data_files=ds.data_files, split=ds.split,
@@ -212,7 +229,9 @@ def source_kind(path: str) -> str:
     if path.startswith("replay:"): return "replay"  # the base's own answers (`sft_demos.general.replay_rows`)
     if Path(path).is_file(): return "file"
     if Path(path).is_dir(): return "folder"
-    if path.startswith((".", "/", "~")) or Path(path).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
+    if path.startswith((".", "/",
+                        "~")) or Path(path).suffix.lower() in (".jsonl", ".json", ".csv",
+                                                               ".parquet"):
         raise DataError(f"{path}: no such file or folder")
     return "hub"
 
@@ -225,11 +244,13 @@ def source_rows(ds: DataSource, seed: int = 0,
     kind = source_kind(ds.path)
     if kind == "embedded":
         if ds.path != "embedded:tasks":
-            raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is 'embedded:tasks'")
+            raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is "
+                            "'embedded:tasks'")
         from sft_demos.taskworld import task_rows
         rows = iter(task_rows("train", seed))
     elif kind == "replay":
-        if p is None: raise DataError(f"{ds.path}: a replay source needs the run's parameters (its base)")
+        if p is None: raise DataError(f"{ds.path}: a replay source needs the run's parameters (its "
+                                      "base)")
         from sft_demos.general import replay_rows
         try: rows = iter(replay_rows(p, ds.path, tok, log))
         except ValueError as e: raise DataError(str(e)) from None
@@ -250,7 +271,8 @@ class SourceResult:
 # %% ../nbs/01_data.ipynb #abcf22bf
 def source_label(ds: DataSource) -> str:
     "A short name for a source: its path, plus the file or config when it names one."
-    return ds.path + (f":{ds.data_files}" if ds.data_files else "") + (f"[{ds.name}]" if ds.name else "")
+    return ds.path + (f":{ds.data_files}" if ds.data_files else "") + (f"[{ds.name}]" if ds.name
+                                                                       else "")
 
 # %% ../nbs/01_data.ipynb #6285566e
 def adapt_source(ds: DataSource, rows, system_prompt: str | None = None) -> SourceResult:
@@ -266,7 +288,8 @@ def adapt_source(ds: DataSource, rows, system_prompt: str | None = None) -> Sour
         except BadRow as e:
             res.bad.append((i, str(e)))
             continue
-        if system_prompt and msgs[0]["role"] != "system": msgs = [{"role": "system", "content": system_prompt}] + msgs
+        if system_prompt and msgs[0]["role"] != "system": msgs = [{"role": "system",
+                                                                   "content": system_prompt}] + msgs
         res.convs.append(msgs)
     return res
 
@@ -276,14 +299,15 @@ def bad_rows_error(results: list[SourceResult], limit: int = 10) -> DataError:
     bad = [(r.label, i, why) for r in results for i, why in r.bad]
     lines = "\n".join(f"  {src} row {i}: {why}" for src, i, why in bad[:limit])
     more = f"\n  ... and {len(bad) - limit} more" if len(bad) > limit else ""
-    return DataError(f"{len(bad)} row(s) could not be adapted:\n{lines}{more}\n"
-                     f"Fix the data, name the right `schema`, or set `bad_rows: drop` to drop and count them.")
+    return DataError(f"{len(bad)} row(s) could not be adapted:\n{lines}{more}\nFix the data, name "
+                     "the right `schema`, or set `bad_rows: drop` to drop and count them.")
 
 # %% ../nbs/01_data.ipynb #e7be3671
 def _plain_prompt(msgs: list[dict], eos: str = "") -> str:
     "The reference runs' plain format: system and first request on one line, each later turn on its own; answers end with `eos`."
     parts = [m["content"] + (eos if m["role"] == "assistant" else "\n") for m in msgs]
-    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} {parts[1]}"] + parts[2:]
+    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} "
+                                                                        f"{parts[1]}"] + parts[2:]
     return "".join(parts)
 
 # %% ../nbs/01_data.ipynb #81a219c8
@@ -315,10 +339,11 @@ def format_prompt(msgs: list[dict],  # conversation up to (not including) the an
     "The text inference sends for `msgs`; training uses the same text before each answer."
     if fmt == "plain": return _plain_prompt(msgs, tok.eos_token)
     if fmt == "guanaco": return _guanaco_prompt(msgs, tok.eos_token)
-    if fmt != "chat_template": raise DataError(f"prompt_format={fmt!r} is not one of chat_template, plain, guanaco")
+    if fmt != "chat_template": raise DataError(f"prompt_format={fmt!r} is not one of "
+                                               "chat_template, plain, guanaco")
     if not getattr(tok, "chat_template", None):
-        raise DataError(f"prompt_format=chat_template, but the tokenizer of {tok.name_or_path!r} has no chat template; "
-                        f"set prompt_format to plain or guanaco")
+        raise DataError(f"prompt_format=chat_template, but the tokenizer of {tok.name_or_path!r} "
+                        "has no chat template; set prompt_format to plain or guanaco")
     return _chat(msgs, tok, True)
 
 # %% ../nbs/01_data.ipynb #d956c96f
@@ -338,7 +363,9 @@ def render_turns(msgs: list[dict],  # a normalized conversation ending with an a
     ends = [_upto(msgs[:i + 1], pr, tok, fmt) for i, pr in zip(at, prompts)]
     text = ends[-1] if ends[-1].endswith(tok.eos_token) else ends[-1] + tok.eos_token
     common = lambda s: len(os.path.commonprefix([s, text]))
-    spans = [(common(pr), common(e)) for pr, e in zip(prompts[:-1], ends[:-1])] + [(common(prompts[-1]), len(text))]
+    spans = [(common(pr), common(e)) for pr, e in zip(prompts[:-1],
+                                                      ends[:-1])] + [(common(prompts[-1]),
+                                                                      len(text))]
     return {"text": text, "prompts": prompts, "spans": spans}
 
 # %% ../nbs/01_data.ipynb #d1847d55
@@ -361,7 +388,8 @@ def trained_spans(spans: list,  # (start, end) of every assistant answer, from `
 # %% ../nbs/01_data.ipynb #1bb1cc8d
 def _in_spans(offsets: list, spans: list) -> list[int]:
     "1 for each token starting inside one of `spans` (char offsets); a token without text (BOS) only if all text is."
-    whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= max((e for _, e in offsets), default=0)
+    whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= max((e for _, e in offsets),
+                                                                        default=0)
     return [int(whole or (e > s and any(a <= s < b for a, b in spans))) for s, e in offsets]
 
 # %% ../nbs/01_data.ipynb #254db9ec
@@ -372,10 +400,12 @@ def token_mask(tok,  # the run's (fast) tokenizer
     "Token ids (special tokens added, as TRL tokenizes), the 0/1 loss mask and the char offsets of each text."
     if not texts: return [], [], []
     enc = tok(texts, return_offsets_mapping=True)
-    return enc["input_ids"], [_in_spans(o, s) for o, s in zip(enc["offset_mapping"], spans)], enc["offset_mapping"]
+    return enc["input_ids"], [_in_spans(o, s) for o, s in zip(enc["offset_mapping"],
+                                                              spans)], enc["offset_mapping"]
 
 # %% ../nbs/01_data.ipynb #68b3dc1a
-def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max_length: int, decode) -> dict:
+def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max_length: int,
+                decode) -> dict:
     "One assistant turn: tokens, trained (after truncation), end-of-turn trained, span = answer, prompt = inference's."
     a, b = span
     toks = [k for k, (s, e) in enumerate(offs) if e > s and a <= s < b]
@@ -385,7 +415,8 @@ def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max
     is_answer = text[a:b].lstrip().startswith(answer.strip()) and decoded == text[a:b].strip()
     return {"tokens": len(toks), "trained": any(mask[k] for k in kept), "eot_trained": eot_trained,
             "span_is_answer": is_answer,
-            "matches_inference": list(ids[:len(inf_ids)]) == list(inf_ids) and (not toks or toks[0] == len(inf_ids))}
+            "matches_inference": list(ids[:len(inf_ids)]) == list(inf_ids)
+            and (not toks or toks[0] == len(inf_ids))}
 
 # %% ../nbs/01_data.ipynb #7b94f690
 def _inference_ids(r: dict, prompts: list, tok, fmt: str) -> list:
@@ -396,27 +427,36 @@ def _inference_ids(r: dict, prompts: list, tok, fmt: str) -> list:
                                     return_dict=True)["input_ids"] for i in at]
 
 # %% ../nbs/01_data.ipynb #4422f31f
-def token_audit(rows: list[dict],  # rows with messages, prompt, completion, train_spans, _turns (`render_turns`)
+def token_audit(rows: list[dict],
+                # rows with messages, prompt, completion, train_spans, _turns (`render_turns`)
                 tok,  # the run's tokenizer
                 p: RunParams,  # max_length, prompt_format
                ) -> list[dict]:
     "Per-row token facts: lengths, trained tokens, EOS trained, and per assistant turn what `_turn_facts` finds."
-    ids, masks, offs = token_mask(tok, [r["prompt"] + r["completion"] for r in rows], [r["train_spans"] for r in rows])
-    eot, decode = {*tok.all_special_ids, tok.eos_token_id}, lambda t: tok.decode(t, clean_up_tokenization_spaces=False)
+    ids, masks, offs = token_mask(tok, [r["prompt"] + r["completion"] for r in rows],
+                                  [r["train_spans"] for r in rows])
+    eot, decode = {*tok.all_special_ids,
+                   tok.eos_token_id}, lambda t: tok.decode(t, clean_up_tokenization_spaces=False)
     out = []
     for r, fi, m, o in zip(rows, ids, masks, offs):
         text, rt = r["prompt"] + r["completion"], r["_turns"]
         answers = [t["content"] for t in r["messages"] if t["role"] == "assistant"]
         turns = [_turn_facts(fi, m, o, text, sp, ans, inf, eot, p.max_length, decode)
-                 for sp, ans, inf in zip(rt["spans"], answers, _inference_ids(r, rt["prompts"], tok, p.prompt_format))]
+                 for sp, ans, inf in zip(rt["spans"], answers,
+                                         _inference_ids(r, rt["prompts"], tok, p.prompt_format))]
         for j, t in enumerate(turns): t["selected"] = p.train_on != "last" or j == len(turns) - 1
         pi, kept = tok(r["prompt"])["input_ids"], m[:p.max_length]
-        out.append({"source": r["source"], "tokens": len(fi), "prompt_tokens": len(fi) - turns[-1]["tokens"],
-                    "completion_tokens": turns[-1]["tokens"], "truncated": len(fi) > p.max_length, "trained": sum(kept),
+        out.append({"source": r["source"], "tokens": len(fi),
+                    "prompt_tokens": len(fi) - turns[-1]["tokens"],
+                    "completion_tokens": turns[-1]["tokens"], "truncated": len(fi) > p.max_length,
+                    "trained": sum(kept),
                     "eos_trained": any(t == tok.eos_token_id and k for t, k in zip(fi, kept)),
                     "prompt_matches_inference": turns[-1]["matches_inference"],
-                    "double_bos": len(pi) > 1 and tok.bos_token_id is not None and pi[0] == pi[1] == tok.bos_token_id,
-                    "assistant_turns": len(turns), "trained_turns": sum(t["trained"] for t in turns), "turns": turns})
+                    "double_bos": len(pi) > 1 and tok.bos_token_id is not None
+                    and pi[0] == pi[1] == tok.bos_token_id,
+                    "assistant_turns": len(turns), "trained_turns": sum(t["trained"]
+                                                                        for t in turns),
+                    "turns": turns})
     return out
 
 # %% ../nbs/01_data.ipynb #0f06f417
@@ -425,7 +465,8 @@ def formatted_row(msgs: list[dict], tok, p: RunParams, source: str) -> dict:
     r = render_turns(msgs, tok, p.prompt_format)
     a = r["spans"][-1][0]
     return {"messages": msgs, "prompt": r["text"][:a], "completion": r["text"][a:],
-            "train_spans": trained_spans(r["spans"], len(r["text"]), p.train_on), "source": source, "_turns": r}
+            "train_spans": trained_spans(r["spans"], len(r["text"]), p.train_on), "source": source,
+            "_turns": r}
 
 # %% ../nbs/01_data.ipynb #f38eb027
 def _stats(xs: list[int]) -> dict:
@@ -433,7 +474,8 @@ def _stats(xs: list[int]) -> dict:
     if not xs: return {"n": 0}
     s = sorted(xs)
     q = lambda f: s[min(len(s) - 1, int(f * len(s)))]
-    return {"n": len(s), "mean": round(sum(s) / len(s), 1), "min": s[0], "p50": q(0.5), "p95": q(0.95), "max": s[-1],
+    return {"n": len(s), "mean": round(sum(s) / len(s), 1), "min": s[0], "p50": q(0.5),
+            "p95": q(0.95), "max": s[-1],
             "total": sum(s)}
 
 # %% ../nbs/01_data.ipynb #59e62517
@@ -443,7 +485,8 @@ def _histogram(per_source: dict, bins: int = 20) -> dict:
     w = max(1, -(-hi // bins))
     n = -(-hi // w)
     edges = [i * w for i in range(n + 1)]
-    return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs) for i in range(n)]
+    return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs)
+                                           for i in range(n)]
                                        for s, xs in per_source.items()}}
 
 # %% ../nbs/01_data.ipynb #48677fb4
@@ -451,35 +494,42 @@ def _turn_summary(audit: list[dict]) -> dict:
     "Counts over all assistant turns of the audited rows."
     turns = [t for a in audit for t in a["turns"]]
     selected = [t for t in turns if t["selected"]]
-    return {"rows_multi_turn": sum(a["assistant_turns"] > 1 for a in audit), "assistant_turns": len(turns),
+    return {"rows_multi_turn": sum(a["assistant_turns"] > 1 for a in audit),
+            "assistant_turns": len(turns),
             "selected_turns": len(selected),
             "trained_turns": sum(t["trained"] for t in selected),
             "trained_turns_eot_trained": sum(t["eot_trained"] for t in selected),
             "selected_turns_span_is_answer": sum(t["span_is_answer"] for t in selected),
-            "turns_prompt_matches_inference": round(sum(t["matches_inference"] for t in turns) / max(len(turns), 1), 4)}
+            "turns_prompt_matches_inference": round(sum(t["matches_inference"]
+                                                        for t in turns) / max(len(turns), 1), 4)}
 
 # %% ../nbs/01_data.ipynb #87e6305f
 def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
     "Summarize `token_audit` rows into the data report, with `failures` and `warnings`."
     by = {}
     for a in audit: by.setdefault(a["source"], []).append(a)
-    n, tokens, trained = len(audit), sum(a["tokens"] for a in audit), sum(a["trained"] for a in audit)
+    n, tokens, trained = len(audit), sum(a["tokens"]
+                                         for a in audit), sum(a["trained"] for a in audit)
     frac = lambda k: round(sum(bool(a[k]) for a in audit) / n, 4) if n else 0.0
     stats = lambda xs, k: _stats([a[k] for a in xs])
     rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "train_on": p.train_on,
            "tokenizer": tok.name_or_path, "bos_token": tok.bos_token, "eos_token": tok.eos_token,
            "pad_token": tok.pad_token,
            "rows": n,
-           "sources": {s: {"rows": len(xs), "tokens": stats(xs, "tokens"), "prompt_tokens": stats(xs, "prompt_tokens"),
+           "sources": {s: {"rows": len(xs), "tokens": stats(xs, "tokens"),
+                           "prompt_tokens": stats(xs, "prompt_tokens"),
                            "completion_tokens": stats(xs, "completion_tokens"),
                            "assistant_turns": stats(xs, "assistant_turns"),
-                           "over_max_length": sum(a["truncated"] for a in xs)} for s, xs in by.items()},
+                           "over_max_length": sum(a["truncated"] for a in xs)} for s,
+                       xs in by.items()},
            "over_max_length": sum(a["truncated"] for a in audit),
            "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
            "trained_tokens": trained, "rows_eos_trained": frac("eos_trained"),
            "rows_without_trained_tokens": sum(a["trained"] == 0 for a in audit),
-           "pad_differs_from_eos": tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id,
-           "prompt_matches_inference": frac("prompt_matches_inference"), "turns": _turn_summary(audit),
+           "pad_differs_from_eos": tok.pad_token_id is not None
+           and tok.pad_token_id != tok.eos_token_id,
+           "prompt_matches_inference": frac("prompt_matches_inference"),
+           "turns": _turn_summary(audit),
            "rows_double_bos": sum(a["double_bos"] for a in audit),
            "histogram": _histogram({s: [a["tokens"] for a in xs] for s, xs in by.items()})}
     rep["failures"], rep["warnings"] = _audit_findings(rep, n)
@@ -493,32 +543,36 @@ def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
     elif rep["trained_tokens"] == 0:
         fail.append(f"no token carries loss: the loss mask is empty (train_on={rep['train_on']})")
     elif t["trained_turns_eot_trained"] == 0:
-        fail.append(f"the end-of-turn token carries loss in no trained turn (EOS is {rep['eos_token']!r}): the model "
-                    "would never learn to stop")
+        fail.append("the end-of-turn token carries loss in no trained turn (EOS is "
+                    f"{rep['eos_token']!r}): the model would never learn to stop")
     if not rep["pad_differs_from_eos"]:
-        warn.append(f"pad token {rep['pad_token']!r} is missing or equals EOS {rep['eos_token']!r}: TRL still trains "
-                    f"EOS (it pads labels with -100; EOS is trained in {rep['rows_eos_trained']:.0%} of rows), but any "
-                    "collator that masks pad ids would not")
+        warn.append(f"pad token {rep['pad_token']!r} is missing or equals EOS "
+                    f"{rep['eos_token']!r}: TRL still trains EOS (it pads labels with -100; EOS is "
+                    f"trained in {rep['rows_eos_trained']:.0%} of rows), but any collator that "
+                    "masks pad ids would not")
     if rep["over_max_length"]:
-        warn.append(f"{rep['over_max_length']} of {n} rows exceed max_length={rep['max_length']} and will be truncated "
-                    "(their EOS is lost)")
+        warn.append(f"{rep['over_max_length']} of {n} rows exceed max_length={rep['max_length']} "
+                    "and will be truncated (their EOS is lost)")
     if n and rep["rows_without_trained_tokens"]:
-        warn.append(f"{rep['rows_without_trained_tokens']} rows have no trained token after truncation")
+        warn.append(f"{rep['rows_without_trained_tokens']} rows have no trained token after "
+                    "truncation")
     if 0 < t["trained_turns_eot_trained"] < t["trained_turns"]:
-        warn.append(f"{t['trained_turns'] - t['trained_turns_eot_trained']} of {t['trained_turns']} trained turns do "
-                    "not train their end-of-turn token")
+        warn.append(f"{t['trained_turns'] - t['trained_turns_eot_trained']} of "
+                    f"{t['trained_turns']} trained turns do not train their end-of-turn token")
     if t["trained_turns"] < t["selected_turns"]:
-        warn.append(f"{t['selected_turns'] - t['trained_turns']} of {t['selected_turns']} assistant turns that "
-                    f"train_on={rep['train_on']} selects carry "
-                    f"no loss (truncated, or rendered without their text)")
+        warn.append(f"{t['selected_turns'] - t['trained_turns']} of {t['selected_turns']} "
+                    f"assistant turns that train_on={rep['train_on']} selects carry no loss "
+                    "(truncated, or rendered without their text)")
     if t["selected_turns_span_is_answer"] < t["selected_turns"]:
-        warn.append(f"{t['selected_turns'] - t['selected_turns_span_is_answer']} of {t['selected_turns']} selected "
-                    "turns do not decode to exactly their answer and end-of-turn token: the chat template renders "
-                    "history differently from the whole conversation")
+        warn.append(f"{t['selected_turns'] - t['selected_turns_span_is_answer']} of "
+                    f"{t['selected_turns']} selected turns do not decode to exactly their answer "
+                    "and end-of-turn token: the chat template renders history differently from "
+                    "the whole conversation")
     if n and t["turns_prompt_matches_inference"] < 1:
-        warn.append(f"only {t['turns_prompt_matches_inference']:.1%} of assistant turns follow a prompt that tokenizes "
-                    "as inference sends it")
-    if rep["rows_double_bos"]: warn.append(f"{rep['rows_double_bos']} rows start with two BOS tokens")
+        warn.append(f"only {t['turns_prompt_matches_inference']:.1%} of assistant turns follow a "
+                    "prompt that tokenizes as inference sends it")
+    if rep["rows_double_bos"]: warn.append(f"{rep['rows_double_bos']} rows start with two BOS "
+                                           "tokens")
     return fail, warn
 
 # %% ../nbs/01_data.ipynb #ffbb9bfa
@@ -540,9 +594,9 @@ def mix_shares(avail: list[int],  # rows (or tokens) each source has
     want = [int(total * x + 1e-9) for x in w]
     for i, (a, k) in enumerate(zip(avail, want)):
         if k > a:
-            raise DataError(f"mix_total={total} needs {k} from {labels[i] if labels else f'source {i}'}, which has "
-                            f"only {a}; "
-                                  f"lower mix_total or raise that source's max_rows")
+            raise DataError(f"mix_total={total} needs {k} from "
+                            f"{labels[i] if labels else f'source {i}'}, which has only {a}; lower "
+                            "mix_total or raise that source's max_rows")
     return want
 
 # %% ../nbs/01_data.ipynb #89ef43d2
@@ -595,8 +649,9 @@ def content_hash(ds: DataSource, seed: int) -> dict:
         from sft_demos.general import GENERAL_DIR, REPLAY_NEW_TOKENS
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
-        return {"prompts_file": str(f), "sha256": sha256_file(f), "generator": "the base's greedy answers to these "
-                f"prompts, up to {REPLAY_NEW_TOKENS} new tokens, only those that ended (sft_demos.general.replay_rows)"}
+        return {"prompts_file": str(f), "sha256": sha256_file(f), "generator": "the base's greedy "
+                f"answers to these prompts, up to {REPLAY_NEW_TOKENS} new tokens, only those that "
+                "ended (sft_demos.general.replay_rows)"}
     if kind == "embedded":
         from sft_demos.taskworld import task_rows
         return {"sha256": hashlib.sha256(json.dumps(task_rows("train", seed)).encode()).hexdigest(),
@@ -643,7 +698,8 @@ def heldout_rows(p: RunParams, tok) -> list[dict]:
 # %% ../nbs/01_data.ipynb #62861581
 def row_audit(a: dict) -> dict:
     "What a written row keeps of its `token_audit`: tokens, assistant and trained turns, and the facts of each turn."
-    return {"tokens": a["tokens"], "trained_tokens": a["trained"], "assistant_turns": a["assistant_turns"],
+    return {"tokens": a["tokens"], "trained_tokens": a["trained"],
+            "assistant_turns": a["assistant_turns"],
             "trained_turns": a["trained_turns"], "turns": a["turns"]}
 
 # %% ../nbs/01_data.ipynb #ab2a7a08
@@ -663,14 +719,16 @@ def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     rows = [_formatted(r, tok, p) for r in results]
     for rs in rows: rng.shuffle(rs)
     avail = [len(rs) if p.mix_by == "rows" else sum(r["tokens"] for r in rs) for rs in rows]
-    shares = mix_shares(avail, [d.ratio for d in p.datasets], p.mix_total, [r.label for r in results])
+    shares = mix_shares(avail, [d.ratio for d in p.datasets], p.mix_total,
+                        [r.label for r in results])
     picked = [take_share(rs, k, p.mix_by) for rs, k in zip(rows, shares)]
     mixed = [r for rs in picked for r in rs]
     rng.shuffle(mixed)
     report = audit_report([r["_audit"] for r in mixed], tok, p)
     for r in mixed: r["audit"] = row_audit(r["_audit"])
     train, ev = split_eval([{k: r[k] for k in ROW_KEYS} for r in mixed], p.eval_split_size)
-    report.update(train_rows=len(train), eval_rows=len(ev), bad_rows=_bad_summary(results, p.bad_rows))
+    report.update(train_rows=len(train), eval_rows=len(ev),
+                  bad_rows=_bad_summary(results, p.bad_rows))
     prov = _provenance(p, results, dups, picked, rows, len(train), len(ev))
     return Prepared(train, ev, heldout_rows(p, tok), report, prov)
 
@@ -683,7 +741,8 @@ def _bad_summary(results: list[SourceResult], policy: str) -> dict:
             k = re.sub(r"turn \d+", "turn N", why)
             reasons[k] = reasons.get(k, 0) + 1
     return {"policy": policy, "count": sum(len(r.bad) for r in results), "by_reason": reasons,
-            "examples": [{"source": r.label, "row": i, "reason": why} for r in results for i, why in r.bad][:50]}
+            "examples": [{"source": r.label, "row": i, "reason": why} for r in results for i,
+                         why in r.bad][:50]}
 
 # %% ../nbs/01_data.ipynb #431bb8e2
 def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
@@ -692,18 +751,23 @@ def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
     from sft_demos.model import model_provenance
     srcs = []
     for ds, res, pk, rs in zip(p.datasets, results, picked, rows):
-        srcs.append({"path": ds.path, "label": res.label, "kind": source_kind(ds.path), "schema": res.schema,
+        srcs.append({"path": ds.path, "label": res.label, "kind": source_kind(ds.path),
+                     "schema": res.schema,
                      "split": ds.split,
-                     "name": ds.name, "data_files": ds.data_files, **content_hash(ds, p.seed), "max_rows": ds.max_rows,
+                     "name": ds.name, "data_files": ds.data_files, **content_hash(ds, p.seed),
+                     "max_rows": ds.max_rows,
                      "ratio": ds.ratio,
                      "rows_read": res.rows_read, "rows_dropped_bad": len(res.bad),
                      "rows_dropped_duplicate": dups[res.label],
                      "rows_unused": len(rs) - len(pk), "rows_kept": len(pk),
                      "tokens_kept": sum(r["tokens"] for r in pk)})
-    return {"seed": p.seed, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "recipe": p.recipe,
-            "prompt_format": p.prompt_format, "mix_by": p.mix_by, "mix_total": p.mix_total, "dedup": p.dedup,
+    return {"seed": p.seed, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "recipe": p.recipe,
+            "prompt_format": p.prompt_format, "mix_by": p.mix_by, "mix_total": p.mix_total,
+            "dedup": p.dedup,
             "bad_rows": p.bad_rows,
-            "eval_split_size": p.eval_split_size, "model": model_provenance(p), "sources": srcs, "train_rows": n_train,
+            "eval_split_size": p.eval_split_size, "model": model_provenance(p), "sources": srcs,
+            "train_rows": n_train,
             "eval_rows": n_eval}
 
 # %% ../nbs/01_data.ipynb #bab949a6

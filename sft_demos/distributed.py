@@ -18,15 +18,18 @@ __all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'check_launch', 
 
 # %% ../nbs/03b_distributed.ipynb #2452e78a
 def nf4_weight_gb(n_params: float,  # parameters of the base model
-                  shards: int = 1,  # processes the weights are sharded over (FSDP); 1 for DDP or one GPU
-                  unquantized_share: float = 0.02,  # share of parameters kept in 16 bits (embeddings, head, norms)
+                  shards: int = 1,
+                  # processes the weights are sharded over (FSDP); 1 for DDP or one GPU
+                  unquantized_share: float = 0.02,
+                  # share of parameters kept in 16 bits (embeddings, head, norms)
                  ) -> float:
     "Estimated GB of GPU memory for the weights of an nf4 (double-quantized) base, per process."
     bits = (1 - unquantized_share) * 4.127 + unquantized_share * 16
     return n_params * bits / 8 / 1e9 / shards
 
 # %% ../nbs/03b_distributed.ipynb #32482e0b
-FSDP_LAYER_CLS = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer", "qwen2": "Qwen2DecoderLayer",
+FSDP_LAYER_CLS = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer",
+                  "qwen2": "Qwen2DecoderLayer",
                   "falcon": "FalconDecoderLayer", "mpt": "MptBlock"}
 
 def fsdp_layer_cls(p: RunParams) -> str | None:
@@ -37,27 +40,33 @@ def fsdp_layer_cls(p: RunParams) -> str | None:
 # %% ../nbs/03b_distributed.ipynb #286d9f02
 def check_launch(p: RunParams,  # the run's parameters
                  on_gpu: bool,  # whether the processes will run on GPUs
-                 n_gpus: int | None = None,  # GPUs visible (checked against num_processes when given)
+                 n_gpus: int | None = None,
+                 # GPUs visible (checked against num_processes when given)
                 ):
     "Raise `ParamsError` when `p` cannot be launched over several processes as asked."
     if p.num_processes < 2:
-        raise ParamsError(f"num_processes={p.num_processes}: one process trains in-process, not through accelerate")
+        raise ParamsError(f"num_processes={p.num_processes}: one process trains in-process, not "
+                          "through accelerate")
     if p.distributed_type not in ("ddp", "fsdp"):
         raise ParamsError(f"distributed_type={p.distributed_type!r}: expected ddp or fsdp")
     if on_gpu and n_gpus is not None and p.num_processes > n_gpus:
-        raise ParamsError(f"num_processes={p.num_processes} but {n_gpus} GPU(s) are visible: one process per GPU")
+        raise ParamsError(f"num_processes={p.num_processes} but {n_gpus} GPU(s) are visible: one "
+                          "process per GPU")
     if p.distributed_type != "fsdp": return
     if p.load_in_4bit:
-        compute, torch_dtype = resolve_dtype(p.bnb_4bit_compute_dtype, on_gpu), resolve_dtype(p.torch_dtype, on_gpu)
+        compute, torch_dtype = resolve_dtype(p.bnb_4bit_compute_dtype,
+                                             on_gpu), resolve_dtype(p.torch_dtype, on_gpu)
         if p.bnb_4bit_quant_storage != compute:
-            raise ParamsError(f"FSDP can only shard 4-bit weights stored in a float dtype: set "
-                              f"bnb_4bit_quant_storage={compute} (the compute dtype), got {p.bnb_4bit_quant_storage}")
+            raise ParamsError("FSDP can only shard 4-bit weights stored in a float dtype: set "
+                              f"bnb_4bit_quant_storage={compute} (the compute dtype), got "
+                              f"{p.bnb_4bit_quant_storage}")
         if torch_dtype != compute:
-            raise ParamsError(f"FSDP-QLoRA flattens each layer into one dtype: set torch_dtype={compute} to match "
-                              f"bnb_4bit_quant_storage, got {torch_dtype}")
+            raise ParamsError("FSDP-QLoRA flattens each layer into one dtype: set "
+                              f"torch_dtype={compute} to match bnb_4bit_quant_storage, got "
+                              f"{torch_dtype}")
         if p.optim == "paged_adamw_8bit":
-            raise ParamsError("optim=paged_adamw_8bit fails when saving FSDP-QLoRA checkpoints; use adamw_torch or "
-                              "paged_adamw_32bit")
+            raise ParamsError("optim=paged_adamw_8bit fails when saving FSDP-QLoRA checkpoints; "
+                              "use adamw_torch or paged_adamw_32bit")
 
 # %% ../nbs/03b_distributed.ipynb #ae24e455
 def launch_params(p: RunParams,  # the run's parameters
@@ -66,7 +75,8 @@ def launch_params(p: RunParams,  # the run's parameters
     "`p` as the launched processes get it: under FSDP, 4-bit weights left in `uint8` are stored in the compute dtype."
     if p.distributed_type != "fsdp" or not p.load_in_4bit or p.bnb_4bit_quant_storage != "uint8": return p
     compute = resolve_dtype(p.bnb_4bit_compute_dtype, on_gpu)
-    print(f"FSDP shards 4-bit weights stored in the compute dtype: bnb_4bit_quant_storage={compute}")
+    print("FSDP shards 4-bit weights stored in the compute dtype: "
+          f"bnb_4bit_quant_storage={compute}")
     return dataclasses.replace(p, bnb_4bit_quant_storage=compute)
 
 # %% ../nbs/03b_distributed.ipynb #0dfb12c8
@@ -75,7 +85,8 @@ def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
                      ) -> dict:
     "The accelerate config (as written to `accelerate.yaml`) for a multi-process run of `p`."
     fsdp = p.distributed_type == "fsdp"
-    cfg = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP" if fsdp and on_gpu else "MULTI_GPU",
+    cfg = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP" if fsdp and on_gpu
+           else "MULTI_GPU",
            "num_machines": 1, "machine_rank": 0, "num_processes": p.num_processes, "gpu_ids": "all",
            "main_process_port": 0,  # 0 = a free port
            "rdzv_backend": "static", "same_network": True,
@@ -84,9 +95,11 @@ def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
     if fsdp and on_gpu:
         cfg["fsdp_config"] = {
             "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            **({"fsdp_transformer_layer_cls_to_wrap": fsdp_layer_cls(p)} if fsdp_layer_cls(p) else {}),
+            **({"fsdp_transformer_layer_cls_to_wrap": fsdp_layer_cls(p)} if fsdp_layer_cls(p)
+               else {}),
             "fsdp_reshard_after_forward": True, "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_sync_module_states": True,  # accelerate's launcher requires it with cpu_ram_efficient_loading
+            "fsdp_sync_module_states": True,
+                              # accelerate's launcher requires it with cpu_ram_efficient_loading
             "fsdp_activation_checkpointing": p.gradient_checkpointing, "fsdp_offload_params": False,
             "fsdp_state_dict_type": "FULL_STATE_DICT"}
     return cfg
@@ -117,10 +130,12 @@ def prepare_launch(p: RunParams,  # the run's parameters (num_processes > 1)
     d = run_dir / "distributed"
     d.mkdir(parents=True, exist_ok=True)
     config, params, log = d / "accelerate.yaml", d / "params.yaml", d / "launch.log"
-    config.write_text(f"# accelerate config for {p.recipe}: {p.num_processes} processes, {p.distributed_type}\n"
+    config.write_text(f"# accelerate config for {p.recipe}: {p.num_processes} processes, "
+                      f"{p.distributed_type}\n"
                       + yaml.safe_dump(accelerate_config(p, on_gpu), sort_keys=False))
     save_params(p, params)
-    cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file", str(config),
+    cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",
+           str(config),
            "-m", "sft_demos.train", str(run_dir), "--params", str(params)]
     (d / "command.txt").write_text(" ".join(cmd) + "\n")
     env = {**os.environ, **({} if on_gpu else {"ACCELERATE_USE_CPU": "true"})}
@@ -134,8 +149,10 @@ class LaunchFailed(RuntimeError):
 def _first_error(log: Path) -> str:
     "The first exception line in a launch log (torchrun's own summary lines skipped)."
     text = log.read_text(errors="replace") if log.exists() else ""
-    errs = [l.strip() for l in text.splitlines() if re.match(r"^\s*[\w.]*(Error|Exception|Interrupt)\b.*:", l)]
-    errs = [e for e in errs if "ChildFailedError" not in e and not e.startswith("torch.distributed.elastic")]
+    errs = [l.strip() for l in text.splitlines()
+            if re.match(r"^\s*[\w.]*(Error|Exception|Interrupt)\b.*:", l)]
+    errs = [e for e in errs if "ChildFailedError" not in e
+            and not e.startswith("torch.distributed.elastic")]
     return errs[0] if errs else (text.strip().splitlines() or ["(empty log)"])[-1]
 
 # %% ../nbs/03b_distributed.ipynb #0606c136
@@ -144,9 +161,11 @@ def run_launch(L: Launch,  # from `prepare_launch`
               ) -> Path:
     "Run a prepared launch with its output in `L.log`; raise `LaunchFailed` if any process fails."
     with open(L.log, "w") as f:
-        rc = subprocess.run(L.cmd, env=L.env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        rc = subprocess.run(L.cmd, env=L.env, stdout=f, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL).returncode
     if rc != 0:
-        raise LaunchFailed(f"{what} exited with code {rc}: {_first_error(L.log)}\nOutput of all processes: {L.log}")
+        raise LaunchFailed(f"{what} exited with code {rc}: {_first_error(L.log)}\nOutput of all "
+                           f"processes: {L.log}")
     return L.log
 
 # %% ../nbs/03b_distributed.ipynb #a7db1367
@@ -158,8 +177,10 @@ def launch(p: RunParams,  # the run's parameters (num_processes > 1)
     L = prepare_launch(p, run_dir, on_gpu)
     from sft_demos.model import base_path
     base_path(p)  # an embedded base is built (once, cached) here, not by the first process while the others wait
-    print(f"launching {p.num_processes} processes ({p.distributed_type}); follow with: tail -f {L.log}", flush=True)
-    return run_launch(L, f"Distributed training ({p.num_processes} processes, {p.distributed_type})")
+    print(f"launching {p.num_processes} processes ({p.distributed_type}); follow with: tail -f "
+          f"{L.log}", flush=True)
+    return run_launch(L, f"Distributed training ({p.num_processes} processes, "
+                         f"{p.distributed_type})")
 
 # %% ../nbs/03b_distributed.ipynb #4b250f63
 def is_main_process() -> bool:
@@ -185,7 +206,8 @@ def in_launch() -> bool:
 # %% ../nbs/03b_distributed.ipynb #9afb6250
 def worker_main(p: RunParams,  # the run's parameters
                 run_dir: Path,  # the run folder
-                worker,  # the training function, `worker(params, run_dir)` (`sft_demos.train.train_worker`)
+                worker,
+                # the training function, `worker(params, run_dir)` (`sft_demos.train.train_worker`)
                ) -> int:
     "One launched process: join the process group, train with `worker_params(p)`, leave the group."
     import torch
@@ -199,17 +221,22 @@ def worker_main(p: RunParams,  # the run's parameters
 
 # %% ../nbs/03b_distributed.ipynb #6003e6c3
 def shard_model(model,  # a peft model, in every process of a launch
-                layer_cls: str | None = None,  # decoder layer class name; None = the base's `_no_split_modules`
-                dtype=None,  # compute dtype of the forward and backward (None = the parameters' own)
+                layer_cls: str | None = None,
+                # decoder layer class name; None = the base's `_no_split_modules`
+                dtype=None,
+                # compute dtype of the forward and backward (None = the parameters' own)
                ):
     "Shard `model` over all processes with FSDP2's `fully_shard`: each decoder layer, then the whole model."
     import torch, torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    names = {layer_cls} if layer_cls else set(getattr(model.get_base_model(), "_no_split_modules", None) or ())
+    names = {layer_cls} if layer_cls else set(getattr(model.get_base_model(), "_no_split_modules",
+                                                      None) or ())
     layers = [m for m in model.modules() if type(m).__name__ in names]
-    if not layers: raise ValueError(f"no {sorted(names)} layer in {type(model.get_base_model()).__name__} to shard")
-    mesh = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu", (dist.get_world_size(),))
+    if not layers: raise ValueError(f"no {sorted(names)} layer in "
+                                    f"{type(model.get_base_model()).__name__} to shard")
+    mesh = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu",
+                            (dist.get_world_size(),))
     mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
     for m in layers: fully_shard(m, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)
@@ -220,7 +247,8 @@ class ShardedCheckpoints:
     "Trainer checkpoints of a model sharded by `shard_model`: adapter and optimizer state saved whole, loaded into shards."
     def _save(self, output_dir=None, state_dict=None):
         from torch.distributed.tensor import DTensor
-        sd = {n: (q.full_tensor() if isinstance(q, DTensor) else q).detach().cpu()  # every process joins the gathers
+        sd = {n: (q.full_tensor() if isinstance(q, DTensor)
+                  else q).detach().cpu()  # every process joins the gathers
               for n, q in self.model.named_parameters() if q.requires_grad}
         if not self.args.should_save: return
         self.model.save_pretrained(output_dir, state_dict=sd)
@@ -230,9 +258,11 @@ class ShardedCheckpoints:
         from safetensors.torch import load_file
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
         saved = load_file(str(Path(resume_from_checkpoint) / "adapter_model.safetensors"))
-        names = {n.replace(".default.", "."): n for n, q in self.model.named_parameters() if q.requires_grad}
+        names = {n.replace(".default.", "."): n for n, q in self.model.named_parameters()
+                 if q.requires_grad}
         if set(saved) != set(names):
-            raise ValueError(f"{resume_from_checkpoint}: the adapter's tensors are not this run's LoRA weights")
+            raise ValueError(f"{resume_from_checkpoint}: the adapter's tensors are not this run's "
+                             "LoRA weights")
         set_model_state_dict(self.model, {names[k]: v for k, v in saved.items()},
                              options=StateDictOptions(full_state_dict=True, strict=False))
 
@@ -240,7 +270,9 @@ class ShardedCheckpoints:
         import torch
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
         opt = getattr(self.optimizer, "optimizer", self.optimizer)
-        osd = get_optimizer_state_dict(self.model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        osd = get_optimizer_state_dict(self.model, opt,
+                                       options=StateDictOptions(full_state_dict=True,
+                                                                cpu_offload=True))
         if self.args.should_save:
             torch.save(osd, Path(output_dir) / "optimizer.pt")
             torch.save(self.lr_scheduler.state_dict(), Path(output_dir) / "scheduler.pt")
@@ -251,26 +283,31 @@ class ShardedCheckpoints:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
         opt = getattr(self.optimizer, "optimizer", self.optimizer)
         osd = torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
-        set_optimizer_state_dict(self.model, opt, osd, options=StateDictOptions(full_state_dict=True))
-        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
+        set_optimizer_state_dict(self.model, opt, osd,
+                                 options=StateDictOptions(full_state_dict=True))
+        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt",
+                                                     weights_only=True))
 
 # %% ../nbs/03b_distributed.ipynb #1545bc43
 def fsdp_trainer(p: RunParams,  # the run's parameters
-                 trainer,  # a trainer built in this process (`sft_demos.train.build_trainer`), not yet trained
+                 trainer,
+                 # a trainer built in this process (`sft_demos.train.build_trainer`), not yet trained
                 ):
     "`trainer` with its model sharded by `shard_model`, no DDP wrapping, and `ShardedCheckpoints`."
     import torch, torch.distributed as dist
     from torch.distributed.tensor import DTensor
     from sft_demos.util import torch_dtype
-    n = shard_model(trainer.model, fsdp_layer_cls(p), torch_dtype(resolve_dtype(p.bnb_4bit_compute_dtype, False)))
+    n = shard_model(trainer.model, fsdp_layer_cls(p),
+                    torch_dtype(resolve_dtype(p.bnb_4bit_compute_dtype, False)))
     trainer.is_distributed_loading_by_transformers = True  # the model reduces its own gradients: no DDP around it
-    trainer.__class__ = type(f"Sharded{type(trainer).__name__}", (ShardedCheckpoints, type(trainer)), {})
+    trainer.__class__ = type(f"Sharded{type(trainer).__name__}", (ShardedCheckpoints,
+                                                                  type(trainer)), {})
     qs = list(trainer.model.parameters())
     local, total = sum(q.to_local().numel() for q in qs), sum(q.numel() for q in qs)
     if is_main_process():
-        print(f"FSDP2 over {dist.get_world_size()} CPU processes: {n} decoder layers and the model sharded, "
-              f"{sum(isinstance(q, DTensor) for q in qs)}/{len(qs)} parameters DTensors, this process holds "
-              f"{local}/{total} elements", flush=True)
+        print(f"FSDP2 over {dist.get_world_size()} CPU processes: {n} decoder layers and the model "
+              f"sharded, {sum(isinstance(q, DTensor) for q in qs)}/{len(qs)} parameters DTensors, "
+              f"this process holds {local}/{total} elements", flush=True)
     return trainer
 
 # %% ../nbs/03b_distributed.ipynb #e7a60b3f

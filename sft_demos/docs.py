@@ -51,7 +51,8 @@ def split_directives(source: str  # a code cell's source
 def cell_view(opts: dict  # options from `split_directives`
              ) -> str:
     "What to render of a code cell: none, outputs, source, both, or export."
-    if {"hide", "default_exp", "exporti"} & opts.keys() or opts.get("include") == "false": return "none"
+    if {"hide", "default_exp",
+        "exporti"} & opts.keys() or opts.get("include") == "false": return "none"
     if {"export", "exports"} & opts.keys(): return "export"
     if opts.get("echo") == "false": return "none" if opts.get("output") == "false" else "outputs"
     return "source" if opts.get("output") == "false" else "both"
@@ -83,7 +84,8 @@ def rebase_links(md: str,  # Markdown (with optional <img> tags)
         if not _is_relative(target): return m.group(0)
         path, _, anchor = target.partition("#")
         new = mapper((Path(base) / path).resolve(), anchor, m.group(1).startswith(("!", "<img")))
-        if new is None: return re.sub(r"^!?\[([^\]]*)\]\($", r"\1", m.group(1)) if m.group(1).endswith("(") else ""
+        if new is None: return re.sub(r"^!?\[([^\]]*)\]\($", r"\1",
+                                      m.group(1)) if m.group(1).endswith("(") else ""
         return m.group(1) + new + m.group(3)
     out, fence = [], None
     for line in md.split("\n"):
@@ -103,7 +105,8 @@ def doc_markdown(obj,  # a function or class
     lines = [l for l in md.strip().split("\n") if not l.startswith("[source](")]
     md = "\n".join(lines).strip().removeprefix("---").strip()
     if isinstance(obj, type):
-        md = md.replace(f"def {obj.__name__}(", f"class {obj.__name__}(", 1).replace(")->None:\n```", ")\n```", 1)
+        md = md.replace(f"def {obj.__name__}(", f"class {obj.__name__}(",
+                        1).replace(")->None:\n```", ")\n```", 1)
     return md
 
 # %% ../nbs/08_docs.ipynb #b475d6b8
@@ -111,7 +114,8 @@ def exported_names(code: str) -> list[str]:
     "Public functions and classes defined at the top level of a cell."
     try: tree = ast.parse(code)
     except SyntaxError: return []
-    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                        ast.ClassDef))
             and not n.name.startswith("_")]
 
 # %% ../nbs/08_docs.ipynb #1c4d9e93
@@ -126,11 +130,13 @@ def doc_cells(code: str, module: str, level: int) -> list:
             print(f"docs: no API entries from {module}: {e}", file=sys.stderr)
             _warned.add(module)
         return []
-    return [nbformat.v4.new_markdown_cell(doc_markdown(getattr(mod, n), level)) for n in exported_names(code)
+    return [nbformat.v4.new_markdown_cell(doc_markdown(getattr(mod, n), level))
+            for n in exported_names(code)
             if hasattr(mod, n)]
 
 # %% ../nbs/08_docs.ipynb #07c4beae
-_KEEP_OUT = {"text/plain", "text/markdown", "text/html", "image/png", "image/jpeg", "image/svg+xml", "text/latex"}
+_KEEP_OUT = {"text/plain", "text/markdown", "text/html", "image/png", "image/jpeg", "image/svg+xml",
+             "text/latex"}
 
 def _clean_outputs(outputs: list) -> list:
     res = []
@@ -147,7 +153,8 @@ def _clean_outputs(outputs: list) -> list:
 def process_nb(nb,  # a notebook (nbformat node); not modified
                base: Path,  # folder its relative links start from
                mapper=None,  # link mapper for `rebase_links`; None leaves links as they are
-               module: str | None = None,  # module its exported cells document (default: its `default_exp`)
+               module: str | None = None,
+               # module its exported cells document (default: its `default_exp`)
                api: bool = True,  # insert API entries after exported cells
               ):
     "A copy of `nb` ready to render: hidden cells dropped, cell options applied, API entries added."
@@ -155,7 +162,8 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
     nb = copy.deepcopy(nb)
     lib = settings()["lib_name"]
     if module is None:
-        exp = [split_directives(c.source)[0].get("default_exp") for c in nb.cells if c.cell_type == "code"]
+        exp = [split_directives(c.source)[0].get("default_exp") for c in nb.cells
+               if c.cell_type == "code"]
         module = next((f"{lib}.{e}" for e in exp if e), None)
     cells, level = [], 1
     for c in nb.cells:
@@ -163,7 +171,8 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
         if c.cell_type == "markdown":
             src = c.source
             if mapper: src = rebase_links(src, base, mapper)
-            levels = [len(h) for h in re.findall(r"^(#{1,6})\s", re.sub(r"```.*?```", "", src, flags=re.S), re.M)]
+            levels = [len(h) for h in re.findall(r"^(#{1,6})\s", re.sub(r"```.*?```", "", src,
+                                                                        flags=re.S), re.M)]
             if levels: level = levels[-1]
             cells.append(nbformat.v4.new_markdown_cell(src))
             continue
@@ -175,10 +184,12 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
         if mapper:
             for o in outputs:
                 if "text/markdown" in o.get("data", {}):
-                    o["data"]["text/markdown"] = rebase_links("".join(o["data"]["text/markdown"]), base, mapper)
+                    o["data"]["text/markdown"] = rebase_links("".join(o["data"]["text/markdown"]),
+                                                              base, mapper)
         if view == "export":
             target = opts.get("export") or opts.get("exports")  # `#| export other` exports to another module
-            target = (target if target.startswith(f"{lib}.") else f"{lib}.{target}") if target else module
+            target = (target if target.startswith(f"{lib}.")
+                      else f"{lib}.{target}") if target else module
             if api and target: cells += doc_cells(code, target, min(max(level + 1, 3), 6))
             tags.append("hide-input")
         elif view == "outputs": tags.append("remove-input")
@@ -205,7 +216,8 @@ def execute_nb(nb,  # notebook to execute (outputs are written into it)
         opts, _ = split_directives(c.source)
         if opts.get("eval") == "false" or set(skip_flags) & opts.keys(): c.source = ""
     from sft_demos.pipeline import KERNEL_ARGS  # the kernel's start-up notice stays out of the build's output
-    NotebookClient(run, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+    NotebookClient(run, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}},
                    extra_arguments=KERNEL_ARGS).execute()
     for c, r in zip(nb.cells, run.cells):
         if c.cell_type == "code": c.outputs, c.execution_count = r.outputs, r.execution_count
@@ -221,7 +233,8 @@ def _readme_mapper(root: Path):
 
 # %% ../nbs/08_docs.ipynb #ae9e54db
 def nb_to_markdown(nb,  # a notebook processed by `process_nb`
-                   assets: Path | None = None,  # folder for image outputs (None: images are left out)
+                   assets: Path | None = None,
+                   # folder for image outputs (None: images are left out)
                    assets_link: str = "",  # how the Markdown links that folder
                   ) -> str:
     "GitHub Markdown of a processed, executed notebook, by nbconvert's Markdown exporter (stderr left out)."
@@ -280,7 +293,8 @@ def run_copy(name: str, runs: list[Path]) -> Path | None:
 # %% ../nbs/08_docs.ipynb #17736933
 def with_run_outputs(nb,  # a notebook of `nbs/`
                      executed,  # its copy executed by a run (only the stage cells)
-                     run: str | None = None,  # the run folder's name: paths into it are shown as `runs/<run>`
+                     run: str | None = None,
+                     # the run folder's name: paths into it are shown as `runs/<run>`
                     ):
     "`nb` whole, its code cells carrying the outputs of the executed cells with the same id."
     import copy, nbformat
@@ -304,7 +318,8 @@ class SiteLinks:
     def target(self, path: Path) -> Path | None:
         "Path in the site's source folder for a checkout file, or None when the site has no copy."
         if path.parent == self.nbs and path.suffix == ".ipynb": return self.src / path.name
-        if path.parent.parent == self.runs_dir and (path.name == "report.md" or path.suffix in RUN_FILES):
+        if path.parent.parent == self.runs_dir and (path.name == "report.md"
+                                                    or path.suffix in RUN_FILES):
             return self.src / "runs" / path.parent.name / path.name
         if path.suffix.lower() in RUN_FILES and path.is_file():
             rel = path.relative_to(self.root) if path.is_relative_to(self.root) else Path(path.name)
@@ -319,7 +334,8 @@ class SiteLinks:
         def f(path: Path, anchor: str, img: bool):
             t = self.target(path)
             if t is not None and (t.exists()
-                                  or (t.suffix == ".ipynb" and path.exists())):  # notebook pages are written later
+                                  or (t.suffix == ".ipynb"
+                                      and path.exists())):  # notebook pages are written later
                 return os.path.relpath(t, page.parent) + (f"#{anchor}" if anchor else "")
             if img:
                 print(f"docs: image not found, left out: {path}", file=sys.stderr)
@@ -346,15 +362,17 @@ def module_notebooks(nbs: Path) -> dict[str, str]:
 def api_page(lib: str, mods: dict[str, str]) -> str:
     "Markdown of the API reference page."
     out = ["# API reference",
-           "Every module of the package, with the signature and documented parameters of each public "
-           "function and class. Each notebook page shows the same entries next to the code that tests them."]
+           "Every module of the package, with the signature and documented parameters of each "
+           "public function and class. Each notebook page shows the same entries next to the code "
+           "that tests them."]
     for mod, nbname in sorted(mods.items()):
         try: m = importlib.import_module(f"{lib}.{mod}")
         except ImportError as e:  # a notebook not exported yet
             print(f"docs: {lib}.{mod} left out of the API page: {e}", file=sys.stderr)
             continue
         names = [n for n in getattr(m, "__all__", []) if not n.startswith("_") and hasattr(m, n)]
-        out.append(f"## `{lib}.{mod}`\n\nFrom [{nbname}]({nbname}): " + (m.__doc__ or "").strip().rstrip(".") + ".")
+        out.append(f"## `{lib}.{mod}`\n\nFrom [{nbname}]({nbname}): "
+                   + (m.__doc__ or "").strip().rstrip(".") + ".")
         documented = [n for n in names if callable(getattr(m, n))
                       and getattr(getattr(m, n), "__module__", None) == m.__name__]
         out += [doc_markdown(getattr(m, n), 3) for n in documented]
@@ -372,13 +390,16 @@ def _short(s: str, n: int = 80) -> str:
 # %% ../nbs/08_docs.ipynb #3434ce1f
 def runs_page(runs: list[Path],  # committed run folders, oldest first
               src: Path,  # the site's source folder
-              links=None,  # a `SiteLinks`: a report's links to other files of its run become links the site resolves
+              links=None,
+              # a `SiteLinks`: a report's links to other files of its run become links the site resolves
              ) -> str:
     "Write each run's report (and images) under `src/runs/`; return the Markdown of the runs index page."
     from sft_demos.report import read_run, report_markdown, run_recipe
-    out = ["# Runs", "Each run of `sft-demos run` leaves a folder under `runs/`: its parameters, the executed stage "
-           "notebooks, logs, metrics, plots and its report; weights stay out of git. These are the committed ones."]
-    if not runs: return "\n\n".join(out + ["No run has been committed yet: `make demo` makes one."]) + "\n"
+    out = ["# Runs", "Each run of `sft-demos run` leaves a folder under `runs/`: its parameters, "
+           "the executed stage notebooks, logs, metrics, plots and its report; weights stay out of "
+           "git. These are the committed ones."]
+    if not runs: return "\n\n".join(out
+                                    + ["No run has been committed yet: `make demo` makes one."]) + "\n"
     rows = []
     for r in reversed(runs):
         d = src / "runs" / r.name
@@ -386,17 +407,22 @@ def runs_page(runs: list[Path],  # committed run folders, oldest first
         for f in r.iterdir():
             if f.suffix.lower() in RUN_FILES: shutil.copy2(f, d / f.name)
         md = (r / "report.md").read_text() if (r / "report.md").is_file() else report_markdown(r)
-        if links is not None: md = rebase_links(md, r, links.mapper(d / "report.md"))  # e.g. plan.json: on the web
+        if links is not None: md = rebase_links(md, r,
+                                                links.mapper(d / "report.md"))  # e.g. plan.json: on the web
         (d / "report.md").write_text(md)
-        st = json.loads((r / "status.json").read_text()).get("stages", {}) if (r / "status.json").is_file() else {}
+        st = json.loads((r / "status.json").read_text()).get("stages",
+                                                             {}) if (r / "status.json").is_file() else {}
         try:
             h = read_run(r).history
-            loss, steps = (float(h.loss.dropna().iloc[-1]), int(h.step.max())) if "loss" in h else (None, None)
+            loss, steps = (float(h.loss.dropna().iloc[-1]),
+                           int(h.step.max())) if "loss" in h else (None, None)
         except FileNotFoundError: loss, steps = None, None
         stages = ", ".join(k for k, v in st.items() if v.get("state") == "done") or None
-        rows.append({"run": f"[{r.name}]({r.name}/report.md)", "recipe": run_recipe(r), "stages": stages,
+        rows.append({"run": f"[{r.name}]({r.name}/report.md)", "recipe": run_recipe(r),
+                     "stages": stages,
                      "last train loss": loss, "steps": steps})
-    toc = "```{toctree}\n:hidden:\n\n" + "\n".join(f"{r.name}/report" for r in reversed(runs)) + "\n```"
+    toc = "```{toctree}\n:hidden:\n\n" + "\n".join(f"{r.name}/report"
+                                                   for r in reversed(runs)) + "\n```"
     return "\n\n".join(out + [md_table(rows), toc]) + "\n"
 
 # %% ../nbs/08_docs.ipynb #57ac0e9c
@@ -434,9 +460,12 @@ def _toctree(caption: str, docs: list[str]) -> str:
 
 # %% ../nbs/08_docs.ipynb #a8973bf8
 def build_site(root: Path | None = None,  # the checkout (default: the one this package is in)
-               out: str | Path | None = None,  # HTML output folder (default: settings.ini doc_path, `_docs/`)
-               src: str | Path | None = None,  # source folder written for Sphinx (default: `_proc/` in the checkout)
-               runs_dir: str | Path | None = None,  # committed runs (default: `runs/` in the checkout)
+               out: str | Path | None = None,
+               # HTML output folder (default: settings.ini doc_path, `_docs/`)
+               src: str | Path | None = None,
+               # source folder written for Sphinx (default: `_proc/` in the checkout)
+               runs_dir: str | Path | None = None,
+               # committed runs (default: `runs/` in the checkout)
                execute: tuple[str, ...] = SITE_EXECUTE,  # notebooks executed during the build
                log=print,  # progress messages
               ) -> Path:
@@ -459,31 +488,36 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     t0 = time.time()
     with ThreadPoolExecutor(2) as ex:
         executed = dict(zip(todo,
-                            ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs, skip_flags=("gpu", "slow")), todo)))
+                            ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs,
+                                                        skip_flags=("gpu", "slow")), todo)))
     log(f"executed in {time.time() - t0:.0f}s")
     (src / "runs").mkdir()
-    (src / "runs" / "index.md").write_text(runs_page(runs, src, links))  # first: pages link run images
+    (src / "runs" / "index.md").write_text(runs_page(runs, src,
+                                                     links))  # first: pages link run images
     docs = []
     for n in names:
         note = None
         if n in executed: nb, base = executed[n], nbs
         elif n in stage_nbs and (copy_ := run_copy(n, runs)):
             nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_), copy_.parent.name), nbs
-            note = ("The outputs on this page are those of the cells marked `#| stage`, as executed in the committed "
-                    f"run [{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
+            note = ("The outputs on this page are those of the cells marked `#| stage`, as "
+                    "executed in the committed run "
+                    f"[{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
         else:
             nb, base = read_nb(nbs / n), nbs
             if any(c.cell_type == "code" for c in nb.cells):
                 note = ("This page shows the notebook's code without outputs; open `nbs/" + n
                         + "` in Jupyter and run it "
                         "to see them."
-                        + (" A committed run's executed copy replaces it once one exists." if n in stage_nbs else ""))
+                        + (" A committed run's executed copy replaces it once one exists."
+                           if n in stage_nbs else ""))
         page = process_nb(nb, base, links.mapper(src / n))
         if note: page.cells.insert(1, _note(note))
         if n == readme_nb:
             others = [Path(x).stem for x in names if x != readme_nb]
             page.cells.append(nbformat.v4.new_markdown_cell(_toctree("Notebooks", others) + "\n\n"
-                                                            + _toctree("Reference", ["api", "runs/index"])))
+                                                            + _toctree("Reference",
+                                                                       ["api", "runs/index"])))
             nbformat.write(page, src / "index.ipynb")
         else: nbformat.write(page, src / n)
         docs.append(n)
@@ -492,7 +526,8 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     log(f"sphinx: {len(docs)} notebooks, {len(runs)} runs -> {out}")
     t0 = time.time()
     html = src / "_build" / "html"  # myst-nb writes beside the output folder, so build inside src and copy
-    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d",
+    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+                        "-d",
                         str(src / ".doctrees"),
                         str(src), str(html)], capture_output=True, text=True)
     if r.returncode: raise RuntimeError(f"sphinx failed:\n{r.stdout}\n{r.stderr}")
@@ -505,7 +540,8 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
 def main(argv: list[str] | None = None) -> int:
     "`python -m sft_demos.docs readme|site`."
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.docs",
-                                 description="Build README.md and the docs site from the notebooks.")
+                                 description="Build README.md and the docs site from the "
+                                             "notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("readme", help="write README.md from nbs/index.ipynb (executed)")
     s = sub.add_parser("site", allow_abbrev=False, help="build the docs site into _docs/")
@@ -513,11 +549,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--src", help="source folder written for Sphinx (default: _proc)")
     s.add_argument("--runs", help="folder of committed runs (default: runs)")
     s.add_argument("--execute",
-                   help=f"comma-separated notebooks to execute (default: {','.join(SITE_EXECUTE)}); 'none' for none")
+                   help="comma-separated notebooks to execute (default: "
+                        f"{','.join(SITE_EXECUTE)}); 'none' for none")
     a = ap.parse_args(argv)
     if a.cmd == "readme": print(f"wrote {build_readme()}")
     else:
-        ex = SITE_EXECUTE if a.execute is None else tuple(x for x in a.execute.split(",") if x and x != "none")
+        ex = SITE_EXECUTE if a.execute is None else tuple(x for x in a.execute.split(",") if x
+                                                          and x != "none")
         print(f"built {build_site(out=a.out, src=a.src, runs_dir=a.runs, execute=ex)}")
     return 0
 

@@ -19,13 +19,15 @@ EMBEDDED = {
     "tiny-llama": dict(vocab_size=2000, hidden_size=192, num_hidden_layers=4, num_attention_heads=4,
                        intermediate_size=512, max_position_embeddings=512,  # the model
                        block_size=256, batch_size=8, steps=800, learning_rate=3e-3, warmup_steps=20,
-                       weight_decay=0.01, seed=0),  # its pretraining: 1.6M tokens, about 400 statements of each fact
+                       weight_decay=0.01, seed=0),
+            # its pretraining: 1.6M tokens, about 400 statements of each fact
 }
-SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
+                  "pad_token": "<pad>"}
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
-                 "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ "
+                 "m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% "
+                 "endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
 EMBEDDED_VERSION = 2  # bump when the build below changes, so caches rebuild (2: weights stored in bfloat16)
 
 # %% ../nbs/01b_embedded.ipynb #dd5eaf4a
@@ -36,13 +38,16 @@ def train_tokenizer(texts: list[str],  # text the vocabulary is learned from
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
     from transformers import PreTrainedTokenizerFast
     tk = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(),
+                                                pre_tokenizers.Punctuation()])
     tk.decoder = decoders.Metaspace()
     specials = list(SPECIAL_TOKENS.values()) + ROLE_TOKENS
     tk.train_from_iterator(texts,
-                           trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                           trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                               show_progress=False,
                                                       initial_alphabet=list(string.printable)))
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=ROLE_TOKENS, **SPECIAL_TOKENS)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=ROLE_TOKENS,
+                                  **SPECIAL_TOKENS)
     tok.chat_template = CHAT_TEMPLATE
     return tok
 
@@ -53,7 +58,8 @@ def embedded_corpus(n_tokens: int = 200_000,  # tokens of prose (about)
     "Pretraining documents and the text of the SFT rows (tokenizer vocabulary only)."
     from sft_demos.taskworld import pretraining_text, task_rows
     rows = [r for split in ("train", "heldout") for r in task_rows(split, seed)]
-    return pretraining_text(seed, n_tokens=n_tokens), [" ".join(m["content"] for m in r["messages"]) for r in rows]
+    return pretraining_text(seed, n_tokens=n_tokens), [" ".join(m["content"] for m in r["messages"])
+                                                       for r in rows]
 
 # %% ../nbs/01b_embedded.ipynb #66d892aa
 def pack_blocks(tok,  # tokenizer
@@ -63,7 +69,9 @@ def pack_blocks(tok,  # tokenizer
     "Tensor (n_blocks, block_size) of the documents' tokens, each document wrapped in BOS/EOS."
     import torch
     ids = []
-    for enc in tok(docs, add_special_tokens=False)["input_ids"]: ids += [tok.bos_token_id, *enc, tok.eos_token_id]
+    for enc in tok(docs,
+                   add_special_tokens=False)["input_ids"]: ids += [tok.bos_token_id, *enc,
+                                                                   tok.eos_token_id]
     n = len(ids) // block_size
     return torch.tensor(ids[:n * block_size]).view(n, block_size)
 
@@ -91,9 +99,11 @@ def pretrain(model,  # a causal LM, trained in place
     "Next-token pretraining on packed blocks; returns the loss of every step."
     import torch
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay,
+                            betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1
+                                                                 + math.cos(math.pi * min(s, steps) / steps)))
     order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed))
     losses, t0, bf16 = [], time.time(), fast_bf16()
     model.train()
@@ -108,8 +118,8 @@ def pretrain(model,  # a causal LM, trained in place
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step % log_every == 0 or step == steps - 1:
-            log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
-                f"{time.time() - t0:5.0f}s")
+            log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  lr "
+                f"{sched.get_last_lr()[0]:.2e}  {time.time() - t0:5.0f}s")
     model.eval()
     return losses
 
@@ -125,27 +135,37 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
     cfg = EMBEDDED[name]
     tok = AutoTokenizer.from_pretrained(str(tok_dir)) if tok_dir else train_tokenizer(sum(embedded_corpus(), []),
                                                                                       cfg["vocab_size"])
-    docs, _ = embedded_corpus(int(1.02 * cfg["steps"] * cfg["batch_size"] * cfg["block_size"]), cfg["seed"])  # one pass
+    docs, _ = embedded_corpus(int(1.02 * cfg["steps"] * cfg["batch_size"] * cfg["block_size"]),
+                              cfg["seed"])  # one pass
     blocks = pack_blocks(tok, docs, cfg["block_size"])
-    log(f"{name}: vocabulary {len(tok)}, {len(docs)} documents, {blocks.numel():,} tokens in {len(blocks)} blocks")
+    log(f"{name}: vocabulary {len(tok)}, {len(docs)} documents, {blocks.numel():,} tokens in "
+        f"{len(blocks)} blocks")
     torch.manual_seed(cfg["seed"])
-    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=cfg["hidden_size"], num_hidden_layers=cfg["num_hidden_layers"],
-        num_attention_heads=cfg["num_attention_heads"], num_key_value_heads=cfg["num_attention_heads"],
-        intermediate_size=cfg["intermediate_size"], max_position_embeddings=cfg["max_position_embeddings"], **ids))
+        vocab_size=len(tok), hidden_size=cfg["hidden_size"],
+                                         num_hidden_layers=cfg["num_hidden_layers"],
+        num_attention_heads=cfg["num_attention_heads"],
+                                         num_key_value_heads=cfg["num_attention_heads"],
+        intermediate_size=cfg["intermediate_size"],
+                                         max_position_embeddings=cfg["max_position_embeddings"],
+                                         **ids))
     log(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; pretraining "
-        f"{cfg['steps']} steps of {cfg['batch_size']} x {cfg['block_size']} tokens (bf16 autocast: {fast_bf16()})")
+        f"{cfg['steps']} steps of {cfg['batch_size']} x {cfg['block_size']} tokens (bf16 autocast: "
+        f"{fast_bf16()})")
     if torch.cuda.is_available(): model.cuda()
     t0 = time.time()
-    losses = pretrain(model, blocks, cfg["steps"], cfg["batch_size"], cfg["learning_rate"], cfg["warmup_steps"],
+    losses = pretrain(model, blocks, cfg["steps"], cfg["batch_size"], cfg["learning_rate"],
+                      cfg["warmup_steps"],
                       cfg["weight_decay"], cfg["seed"], log=log)
     model.generation_config = GenerationConfig(**ids)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.cpu().to(torch.bfloat16).save_pretrained(out)  # half the bytes; runs load it in their own dtype
     tok.save_pretrained(out)
-    (out / "pretrain_log.json").write_text(json.dumps({"name": name, "config": cfg, "losses": losses,
+    (out / "pretrain_log.json").write_text(json.dumps({"name": name, "config": cfg,
+                                                       "losses": losses,
                                                        "seconds": round(time.time() - t0, 1),
                                                        "bf16_autocast": fast_bf16()}))
     return out
@@ -184,11 +204,13 @@ def cached_build(d: Path,  # final folder; complete when `marker` exists in it
     return d
 
 # %% ../nbs/01b_embedded.ipynb #65d56203
-SHIPPED = (Path(__file__).parent if "__file__" in globals() else Path("../sft_demos")) / "assets" / "embedded"
+SHIPPED = (Path(__file__).parent if "__file__" in globals()
+           else Path("../sft_demos")) / "assets" / "embedded"
 
 def _check_embedded(name: str):
     if name not in EMBEDDED:
-        raise ParamsError(f"model_name_or_path=embedded:{name}: unknown; embedded bases: {', '.join(EMBEDDED)}")
+        raise ParamsError(f"model_name_or_path=embedded:{name}: unknown; embedded bases: "
+                          f"{', '.join(EMBEDDED)}")
 
 # %% ../nbs/01b_embedded.ipynb #caa8dd8a
 def embedded_keys(name: str  # a key of `EMBEDDED`
@@ -196,7 +218,8 @@ def embedded_keys(name: str  # a key of `EMBEDDED`
     "Folder names of the tokenizer and of the base: hashes of everything each is built from."
     _check_embedded(name)
     docs, sft_text = embedded_corpus()
-    tok = f"{name}-tokenizer-" + cache_key(EMBEDDED_VERSION, EMBEDDED[name]["vocab_size"], SPECIAL_TOKENS, ROLE_TOKENS,
+    tok = f"{name}-tokenizer-" + cache_key(EMBEDDED_VERSION, EMBEDDED[name]["vocab_size"],
+                                           SPECIAL_TOKENS, ROLE_TOKENS,
                                            CHAT_TEMPLATE, *docs, *sft_text)
     return tok, f"{name}-" + cache_key(EMBEDDED_VERSION, EMBEDDED[name], tok)
 
@@ -252,15 +275,19 @@ def check_shipped(name: str,  # a key of `EMBEDDED`
     from safetensors.torch import load_file
     tok, base = embedded_keys(name)
     if not (SHIPPED / base / "pretrain_log.json").is_file():
-        raise FileNotFoundError(f"{SHIPPED / base} is missing: run `python -m sft_demos.embedded ship {name}`")
+        raise FileNotFoundError(f"{SHIPPED / base} is missing: run `python -m sft_demos.embedded "
+                                f"ship {name}`")
     with tempfile.TemporaryDirectory() as t:
         _build_tokenizer(name, Path(t) / tok, log)
         new = build_embedded(name, Path(t) / base, Path(t) / tok, log=log)
         a, b = load_file(SHIPPED / base / "model.safetensors"), load_file(new / "model.safetensors")
         la, lb = (json.loads((d / "pretrain_log.json").read_text()) for d in (SHIPPED / base, new))
-    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a) if a.keys() == b.keys() else float("inf")
-    r = {"base": base, "bf16_autocast": {"shipped": la["bf16_autocast"], "rebuilt": lb["bf16_autocast"]},
-         "max_weight_difference": diff, "final_loss": {"shipped": _final_loss(la), "rebuilt": _final_loss(lb)}}
+    diff = max((a[k].float() - b[k].float()).abs().max().item()
+               for k in a) if a.keys() == b.keys() else float("inf")
+    r = {"base": base, "bf16_autocast": {"shipped": la["bf16_autocast"],
+                                         "rebuilt": lb["bf16_autocast"]},
+         "max_weight_difference": diff, "final_loss": {"shipped": _final_loss(la),
+                                                       "rebuilt": _final_loss(lb)}}
     # bitwise equal only on the same CPU kernels; elsewhere (another CPU, bf16 or not) the same loss is the match
     r["bitwise"] = diff == 0
     r["matches"] = diff == 0 or abs(_final_loss(la) - _final_loss(lb)) <= 0.05
@@ -270,8 +297,9 @@ def check_shipped(name: str,  # a key of `EMBEDDED`
 def main(argv: list[str] | None = None) -> int:
     "`python -m sft_demos.embedded ship|check [NAME]`: write the shipped base anew, or rebuild it and compare."
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.embedded",
-                                 description="Write the shipped embedded base anew (ship), or pretrain it again and "
-                                             "compare with what ships (check; exit status 1 when it differs).")
+                                 description="Write the shipped embedded base anew (ship), or "
+                                             "pretrain it again and compare with what ships "
+                                             "(check; exit status 1 when it differs).")
     ap.add_argument("command", choices=["ship", "check"])
     ap.add_argument("name", nargs="?", default="tiny-llama", choices=list(EMBEDDED))
     a = ap.parse_args(argv)

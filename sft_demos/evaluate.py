@@ -23,7 +23,8 @@ __all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP',
 class EvalError(ValueError):
     "An evaluation that cannot run; the message says what is wrong and what to do."
 
-LEADERBOARD_METRICS = {"mmlu": "acc", "arc_challenge": "acc_norm", "hellaswag": "acc_norm", "truthfulqa_mc2": "acc"}
+LEADERBOARD_METRICS = {"mmlu": "acc", "arc_challenge": "acc_norm", "hellaswag": "acc_norm",
+                       "truthfulqa_mc2": "acc"}
 TASK_LABELS = {"mmlu": "MMLU", "arc_challenge": "ARC-Challenge", "hellaswag": "HellaSwag",
                "truthfulqa_mc2": "TruthfulQA"}
 METRIC_LABELS = {("truthfulqa_mc2", "acc"): "mc2"}  # lm-eval names TruthfulQA's mc2 score `acc`
@@ -40,7 +41,8 @@ def task_manager(names: list[str],  # task, group or tag names the run asks for
     import lm_eval.tasks
     from lm_eval.tasks import TaskManager
     builtin = Path(lm_eval.tasks.__file__).parent
-    small = TaskManager(include_path=[builtin / d for d in _LEADERBOARD_DIRS] + [Path(x) for x in include_path],
+    small = TaskManager(include_path=[builtin / d for d in _LEADERBOARD_DIRS]
+                        + [Path(x) for x in include_path],
                         include_defaults=False)
     if all(n in small.task_index for n in names): return small
     if include_path: return TaskManager(include_path=[Path(x) for x in include_path])
@@ -59,8 +61,8 @@ def leaf_tasks(tm, name: str) -> list[str]:
         if isinstance(item, dict):
             extra = set(item) - {"task", "group"}
             if extra or (item.get("task") or item.get("group")) not in tm.task_index:
-                raise EvalError(f"lm-eval group '{name}' defines a task inline or with overrides ({item}); "
-                                f"list the tasks you want in eval_tasks instead")
+                raise EvalError(f"lm-eval group '{name}' defines a task inline or with overrides "
+                                f"({item}); list the tasks you want in eval_tasks instead")
             item = item.get("task") or item.get("group")
         out += [t for t in leaf_tasks(tm, item) if t not in out]
     return out
@@ -74,11 +76,13 @@ def task_dataset(tm, leaf: str) -> tuple[str, str | None]:
 # %% ../nbs/04_eval.ipynb #220e1cfc
 def local_configs(folder: Path) -> set[str]:
     "Config names a local dataset folder holds: README `configs:` header plus sub-folder names."
-    names = {d.name for d in Path(folder).iterdir() if d.is_dir()} if Path(folder).is_dir() else set()
+    names = {d.name for d in Path(folder).iterdir()
+             if d.is_dir()} if Path(folder).is_dir() else set()
     readme = Path(folder) / "README.md"
     if readme.is_file() and (text := readme.read_text()).startswith("---"):
         head = yaml.safe_load(text.split("---")[1]) or {}
-        names |= {c.get("config_name", "default") for c in head.get("configs", []) if isinstance(c, dict)}
+        names |= {c.get("config_name", "default") for c in head.get("configs", [])
+                  if isinstance(c, dict)}
     return names
 
 # %% ../nbs/04_eval.ipynb #4be7f038
@@ -90,8 +94,10 @@ class Suite:
     metric: dict[str, str]  # requested name -> headline metric
     num_fewshot: dict[str, int]  # requested name -> shots
     root: Path | None  # local data root; None = lm-eval's Hub datasets
-    datasets: dict[str, str] = field(default_factory=dict)  # leaf -> dataset folder (local data only)
-    dataset_kwargs: dict[str, dict] = field(default_factory=dict)  # leaf -> load_dataset kwargs (own cache folder)
+    datasets: dict[str,
+                   str] = field(default_factory=dict)  # leaf -> dataset folder (local data only)
+    dataset_kwargs: dict[str,
+                         dict] = field(default_factory=dict)  # leaf -> load_dataset kwargs (own cache folder)
 
 # %% ../nbs/04_eval.ipynb #1d9c6410
 def data_root(p: RunParams) -> Path | None:
@@ -100,8 +106,9 @@ def data_root(p: RunParams) -> Path | None:
     if p.eval_data == "hub": return None
     root = Path(p.eval_data).expanduser()
     if not root.is_dir():
-        raise EvalError(f"eval_data={p.eval_data!r}: no such folder. Use 'embedded', 'hub', or a folder laid out like "
-                        f"the Hub repos (<folder>/allenai/ai2_arc/..., <folder>/cais/mmlu/...)")
+        raise EvalError(f"eval_data={p.eval_data!r}: no such folder. Use 'embedded', 'hub', or a "
+                        "folder laid out like the Hub repos (<folder>/allenai/ai2_arc/..., "
+                        "<folder>/cais/mmlu/...)")
     return root.resolve()
 
 # %% ../nbs/04_eval.ipynb #43f9c4e3
@@ -125,14 +132,17 @@ def plan_suite(p: RunParams) -> Suite:
             for leaf in leaves:
                 path, cfg = task_dataset(tm, leaf)
                 folder = root / path if path else None
-                ok = folder is not None and folder.is_dir() and (cfg is None or cfg in local_configs(folder))
+                ok = folder is not None and folder.is_dir() and (cfg is None
+                                                                 or cfg in local_configs(folder))
                 (found if ok else missing).append((leaf, folder, cfg))
             if not found:
                 leaf, folder, cfg = missing[0]
                 where = f"{folder}" + (f" (config {cfg!r})" if cfg else "")
-                raise EvalError(f"eval_data={p.eval_data!r}: task {name!r} needs the dataset {where}, which is not "
-                                f"there. Lay the folder out like the Hub repo of its dataset, or set eval_data to 'hub'"
-                                + (" (the embedded mini-sets cover mmlu, arc_challenge, hellaswag, truthfulqa_mc2)"
+                raise EvalError(f"eval_data={p.eval_data!r}: task {name!r} needs the dataset "
+                                f"{where}, which is not there. Lay the folder out like the Hub "
+                                "repo of its dataset, or set eval_data to 'hub'"
+                                + (" (the embedded mini-sets cover mmlu, arc_challenge, hellaswag, "
+                                   "truthfulqa_mc2)"
                                    if p.eval_data == "embedded" else ""))
             leaves = [leaf for leaf, _, _ in found]
             suite.datasets |= {leaf: str(folder) for leaf, folder, _ in found}
@@ -152,7 +162,8 @@ def suite_config(suite: Suite) -> dict:
     for name, leaves in suite.tasks.items():
         for leaf in leaves:
             if leaf in seen:
-                raise EvalError(f"eval_tasks: task {leaf!r} is part of both {seen[leaf]!r} and {name!r}; list it once")
+                raise EvalError(f"eval_tasks: task {leaf!r} is part of both {seen[leaf]!r} and "
+                                f"{name!r}; list it once")
             seen[leaf] = name
             e = {"task": leaf, "num_fewshot": suite.num_fewshot[name]}
             if leaf in suite.datasets: e["dataset_path"] = suite.datasets[leaf]
@@ -195,7 +206,8 @@ def lm_eval_run(model,  # in-memory causal LM (transformers or peft)
           mock.patch("lm_eval.evaluator.get_git_commit_hash", _git_hash)):
         (Path(d) / "suite.yaml").write_text(yaml.safe_dump(suite_config(suite), sort_keys=False))
         lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
-        out = simple_evaluate(model=lm, tasks=[SUITE_GROUP], task_manager=task_manager(leaves, include_path=[d]),
+        out = simple_evaluate(model=lm, tasks=[SUITE_GROUP],
+                              task_manager=task_manager(leaves, include_path=[d]),
                               limit=limit, log_samples=False)
     out["max_length"] = lm.max_length
     return out
@@ -211,7 +223,8 @@ def _pick_metric(res: dict) -> str:
 
 # %% ../nbs/04_eval.ipynb #1be46e89
 def _num(x) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x,
+                                                                      bool) and math.isfinite(x) else None
 
 # %% ../nbs/04_eval.ipynb #20bda97f
 def suite_scores(out: dict,  # `lm_eval_run` results
@@ -224,9 +237,11 @@ def suite_scores(out: dict,  # `lm_eval_run` results
         vals = [_num(res[l].get(f"{metric},none")) for l in leaves]
         ses = [_num(res[l].get(f"{metric}_stderr,none")) for l in leaves]
         if any(v is None for v in vals):
-            raise EvalError(f"lm-eval gave no {metric} for some tasks of {name!r}: {dict(zip(leaves, vals))}")
+            raise EvalError(f"lm-eval gave no {metric} for some tasks of {name!r}: "
+                            f"{dict(zip(leaves, vals))}")
         tasks[name] = {"metric": metric, "value": sum(vals) / len(vals),
-                       "stderr": math.sqrt(sum(x * x for x in ses)) / len(ses) if None not in ses else None,
+                       "stderr": math.sqrt(sum(x * x for x in ses)) / len(ses) if None not in ses
+                       else None,
                        "num_fewshot": suite.num_fewshot[name],
                        "n": sum(ns.get(l, {}).get("effective", 0) for l in leaves),
                        "tasks": len(leaves), "tasks_total": suite.leaves_total[name]}
@@ -239,7 +254,8 @@ def stop_ids(tok) -> list[int]:
     "Ids that end an answer: EOS, and the chat template's end-of-turn token when that is another special token."
     ids = [tok.eos_token_id]
     if not getattr(tok, "chat_template", None): return ids
-    try: text = tok.apply_chat_template([{"role": "user", "content": "Q"}, {"role": "assistant", "content": "ANSWER"}],
+    try: text = tok.apply_chat_template([{"role": "user", "content": "Q"},
+                                         {"role": "assistant", "content": "ANSWER"}],
                                         tokenize=False)
     except Exception: return ids  # a template that wants other turns (a system turn first, say): EOS alone
     after = tok(text[text.rindex("ANSWER") + len("ANSWER"):], add_special_tokens=False)["input_ids"]
@@ -262,7 +278,8 @@ def generate(model,  # causal LM (transformers or peft)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     stops = stop_ids(tok)
-    kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops, pad_token_id=pad)
+    kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops,
+              pad_token_id=pad)
     if do_sample: kw |= dict(temperature=temperature, top_p=top_p)
     if seed is not None: torch.manual_seed(seed)
     side, tok.padding_side, out = tok.padding_side, "left", []
@@ -270,7 +287,8 @@ def generate(model,  # causal LM (transformers or peft)
     try:
         for i in range(0, len(prompts), batch_size):
             enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
-            with torch.inference_mode(): ids = model.generate(**enc, **kw)[:, enc["input_ids"].shape[1]:]
+            with torch.inference_mode(): ids = model.generate(**enc,
+                                                              **kw)[:, enc["input_ids"].shape[1]:]
             for row in ids.tolist():
                 end = min((row.index(s) for s in stops if s in row), default=len(row))
                 out.append(tok.decode(row[:end], skip_special_tokens=True))
@@ -291,33 +309,38 @@ def _em_by(hits: list[bool], keys: list) -> dict:
 
 # %% ../nbs/04_eval.ipynb #d181045e
 def heldout_scores(model, tok,  # the model to score and its tokenizer
-                   rows: list[dict],  # data/heldout.jsonl rows: family, turn (default 1), prompt, answer
+                   rows: list[dict],
+                   # data/heldout.jsonl rows: family, turn (default 1), prompt, answer
                    batch_size: int = 256,  # prompts per generation batch
                   ) -> tuple[dict, list[str]]:
     "Exact match overall, per family and per turn (\"1\" first turns, \"2\" follow-ups); the predictions in row order."
     from sft_demos.taskworld import exact_match
     longest = max(len(tok(r["answer"], add_special_tokens=False)["input_ids"]) for r in rows)
-    preds = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=longest + 8, batch_size=batch_size)
+    preds = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=longest + 8,
+                     batch_size=batch_size)
     hits = [exact_match(pr, r["answer"]) for pr, r in zip(preds, rows)]
     return ({**_em(hits), "families": _em_by(hits, [r["family"] for r in rows]),
-             "turns": dict(sorted(_em_by(hits, [str(r.get("turn", 1)) for r in rows]).items()))}, preds)
+             "turns": dict(sorted(_em_by(hits, [str(r.get("turn", 1)) for r in rows]).items()))},
+            preds)
 
 # %% ../nbs/04_eval.ipynb #100d5590
 def check_model(model, tok, what: str = "model"):
     "Raise `EvalError` when `model` cannot be scored as a causal LM with `tok`."
     import torch
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-        raise EvalError(f"{what}: expected a transformers or peft model, got {type(model).__name__}")
+        raise EvalError(f"{what}: expected a transformers or peft model, got "
+                        f"{type(model).__name__}")
     if getattr(model.config, "is_encoder_decoder", False):
-        raise EvalError(f"{what}: {type(model).__name__} is an encoder-decoder; this stage scores decoder-only causal "
-                        "LMs")
+        raise EvalError(f"{what}: {type(model).__name__} is an encoder-decoder; this stage scores "
+                        "decoder-only causal LMs")
     if model.get_output_embeddings() is None:
-        raise EvalError(f"{what}: {type(model).__name__} has no language-model head (use AutoModelForCausalLM)")
+        raise EvalError(f"{what}: {type(model).__name__} has no language-model head (use "
+                        "AutoModelForCausalLM)")
     if tok is None: raise EvalError(f"{what}: no tokenizer")
     n_emb = model.get_input_embeddings().num_embeddings
     if len(tok) > n_emb:
-        raise EvalError(f"{what}: the tokenizer has {len(tok)} tokens but the model only {n_emb} embeddings; "
-                        f"use the tokenizer the model was trained with")
+        raise EvalError(f"{what}: the tokenizer has {len(tok)} tokens but the model only {n_emb} "
+                        "embeddings; use the tokenizer the model was trained with")
 
 # %% ../nbs/04_eval.ipynb #de8c233e
 def example_prompts(p: RunParams, tok) -> list[str]:
@@ -336,7 +359,8 @@ def _lm_eval_summary(out: dict) -> dict:
 # %% ../nbs/04_eval.ipynb #cad76fa5
 def evaluate_model(model, tok,  # the loaded model and its tokenizer
                    p: RunParams,  # the run's parameters
-                   suite: Suite | None,  # lm-eval suite from `plan_suite`; None = no benchmark tasks
+                   suite: Suite | None,
+                   # lm-eval suite from `plan_suite`; None = no benchmark tasks
                    heldout: list[dict],  # data/heldout.jsonl rows; empty = none
                    what: str = "model",  # name in messages
                    log=print,
@@ -345,7 +369,8 @@ def evaluate_model(model, tok,  # the loaded model and its tokenizer
     check_model(model, tok, what)
     out, t0 = {}, time.time()
     if suite is not None:
-        log(f"{what}: lm-eval {', '.join(f'{t} ({suite.num_fewshot[t]}-shot)' for t in suite.tasks)} ...")
+        log(f"{what}: lm-eval "
+            f"{', '.join(f'{t} ({suite.num_fewshot[t]}-shot)' for t in suite.tasks)} ...")
         raw = lm_eval_run(model, tok, suite, p.eval_limit, p.eval_batch_size)
         out["leaderboard"], out["lm_eval"] = suite_scores(raw, suite), _lm_eval_summary(raw)
         got = ", ".join(f"{k} {v['value']:.3f}" for k, v in out["leaderboard"]["tasks"].items())
@@ -354,9 +379,10 @@ def evaluate_model(model, tok,  # the loaded model and its tokenizer
         t0 = time.time()
         log(f"{what}: held-out exact match on {len(heldout)} rows ...")
         out["heldout"], out["heldout_predictions"] = heldout_scores(model, tok, heldout)
-        log(f"{what}: held-out exact match {out['heldout']['exact_match']:.3f} on {len(heldout)} rows "
-            f"({time.time() - t0:.1f}s)")
-    out["samples"] = generate(model, tok, example_prompts(p, tok), p.max_new_tokens, p.do_sample, p.temperature,
+        log(f"{what}: held-out exact match {out['heldout']['exact_match']:.3f} on {len(heldout)} "
+            f"rows ({time.time() - t0:.1f}s)")
+    out["samples"] = generate(model, tok, example_prompts(p, tok), p.max_new_tokens, p.do_sample,
+                              p.temperature,
                               p.top_p,
                               seed=p.seed) if p.example_prompts else []
     return out
@@ -367,7 +393,8 @@ def _row(metric: str, key: str, res: dict, get) -> dict:
     row = {"metric": metric, "key": key}
     for m, r in res.items():
         v = get(r)
-        row[m], row[f"{m}_stderr"] = (v if isinstance(v, tuple) else (v, None)) if v is not None else (None, None)
+        row[m], row[f"{m}_stderr"] = (v if isinstance(v, tuple) else (v,
+                                                                      None)) if v is not None else (None, None)
     b, f = row.get("base"), row.get("finetuned")
     row["delta"] = f - b if b is not None and f is not None else None
     return row
@@ -386,10 +413,12 @@ def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_mode
                          lambda r, n=name: (r["leaderboard"]["tasks"][n]["value"],
                                             r["leaderboard"]["tasks"][n]["stderr"])))
     if first.get("leaderboard", {}).get("tasks"):
-        rows.append(_row(f"Average ({len(first['leaderboard']['tasks'])} tasks)", "leaderboard.average", res,
+        rows.append(_row(f"Average ({len(first['leaderboard']['tasks'])} tasks)",
+                         "leaderboard.average", res,
                          lambda r: r["leaderboard"]["average"]))
     if "heldout" in first:
-        rows.append(_row("Held-out exact match", "heldout", res, lambda r: r["heldout"]["exact_match"]))
+        rows.append(_row("Held-out exact match", "heldout", res,
+                         lambda r: r["heldout"]["exact_match"]))
         for fam in first["heldout"]["families"]:
             rows.append(_row(f"Held-out exact match: {fam}", f"heldout.{fam}", res,
                              lambda r, f=fam: r["heldout"]["families"][f]["exact_match"]))
@@ -423,11 +452,13 @@ def _cell(s: str, n: int = 80) -> str:
 def samples_markdown(samples: dict) -> str:
     "samples.md: the settings, each example prompt with every model's answer, then held-out examples."
     st, models = samples["settings"], samples["models"]
-    how = (f"sampling (temperature {st['temperature']}, top_p {st['top_p']}, seed {st['seed']})" if st["do_sample"]
+    how = (f"sampling (temperature {st['temperature']}, top_p {st['top_p']}, seed {st['seed']})"
+           if st["do_sample"]
            else "greedy decoding")
-    out = [f"# Example prompts\n\n{how.capitalize()}, up to {st['max_new_tokens']} new tokens, prompts formatted as "
-           f"`{st['prompt_format']}`"
-           + (f" with the system prompt {st['system_prompt']!r}" if st["system_prompt"] else "") + "."]
+    out = [f"# Example prompts\n\n{how.capitalize()}, up to {st['max_new_tokens']} new tokens, "
+           f"prompts formatted as `{st['prompt_format']}`"
+           + (f" with the system prompt {st['system_prompt']!r}" if st["system_prompt"] else "")
+           + "."]
     for i, s in enumerate(samples["samples"], 1):
         out.append(f"## {i}. {_cell(s['prompt'], 120)}")
         out += [f"**{m}**\n\n```text\n{s[m].strip() or '(empty)'}\n```" for m in models]
@@ -435,8 +466,8 @@ def samples_markdown(samples: dict) -> str:
         rows = [{"family": h["family"], "turn": h.get("turn", 1), "instruction": _cell(h["prompt"]),
                  "answer": _cell(h["answer"]),
                  **{m: _cell(h[m]) for m in models}} for h in samples["heldout_examples"]]
-        out.append("## Held-out examples\n\nTurn 2 is a follow-up: the instruction shown came after a training "
-                   "instruction and its answer.\n\n"
+        out.append("## Held-out examples\n\nTurn 2 is a follow-up: the instruction shown came "
+                   "after a training instruction and its answer.\n\n"
                    + md_table(rows, ["family", "turn", "instruction", "answer", *models]))
     return "\n\n".join(out) + "\n"
 
@@ -448,7 +479,8 @@ def heldout_examples(heldout: list[dict],  # data/heldout.jsonl rows
     out = []
     for f in dict.fromkeys(r["family"] for r in heldout):
         for t, k in per_turn.items():
-            out += [i for i, r in enumerate(heldout) if r["family"] == f and r.get("turn", 1) == t][:k]
+            out += [i for i, r in enumerate(heldout) if r["family"] == f
+                    and r.get("turn", 1) == t][:k]
     return out
 
 # %% ../nbs/04_eval.ipynb #0d45a1f2
@@ -461,8 +493,9 @@ def check_adapter_base(p: RunParams, adapter: Path):
                   json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path") or "")
     base = base_path(p)
     if Path(trained_on).name != Path(base).name:
-        raise EvalError(f"{adapter} was trained on the base {trained_on}, but this run's base is now {base} (the "
-                        f"embedded base was rebuilt since): scores would be meaningless. Run the train stage again.")
+        raise EvalError(f"{adapter} was trained on the base {trained_on}, but this run's base is "
+                        f"now {base} (the embedded base was rebuilt since): scores would be "
+                        "meaningless. Run the train stage again.")
 
 # %% ../nbs/04_eval.ipynb #d5651142
 def run_eval(p: RunParams,  # the run's parameters
@@ -482,10 +515,12 @@ def run_eval(p: RunParams,  # the run's parameters
     if p.drift:  # the base's answers to the drift prompts: generated once per base, then read from the cache
         from sft_demos.general import DRIFT_NEW_TOKENS, base_answers, drift_prompts
         answers = base_answers(p, drift_prompts(), DRIFT_NEW_TOKENS, log=log)
-    for what in ["finetuned"] + (["base"] if p.eval_base else []):  # finetuned first: a broken adapter fails early
+    for what in ["finetuned"] + (["base"] if p.eval_base
+                                 else []):  # finetuned first: a broken adapter fails early
         t0 = time.time()
         tok = load_tokenizer(p,
-                             adapter if what == "finetuned" and (adapter / "tokenizer_config.json").is_file() else None)
+                             adapter if what == "finetuned"
+                             and (adapter / "tokenizer_config.json").is_file() else None)
         try: model = load_base(p) if what == "base" else load_finetuned(p, run_dir)
         except Exception as e:
             src = base_path(p) if what == "base" else f"{base_path(p)} + {adapter}"
@@ -500,14 +535,17 @@ def run_eval(p: RunParams,  # the run's parameters
     drift = None
     if answers:
         from sft_demos.general import drift_stats
-        drift = drift_stats(answers["base_nll"], res["finetuned"]["drift_nll"], p.drift_threshold, p.verdict_z) | {
-            "prompts": len(answers["prompts"]), "max_new_tokens": answers["generation"]["max_new_tokens"],
+        drift = drift_stats(answers["base_nll"], res["finetuned"]["drift_nll"], p.drift_threshold,
+                            p.verdict_z) | {
+            "prompts": len(answers["prompts"]),
+                                            "max_new_tokens": answers["generation"]["max_new_tokens"],
             "answers_key": answers["key"],
             "per_prompt": [{"base": b, "finetuned": f_} for b, f_ in zip(answers["base_nll"],
                                                                           res["finetuned"]["drift_nll"])]}
-        log(f"drift {drift['drift']:+.3f} nats/token (95% CI {drift['ci95'][0]:+.3f} to {drift['ci95'][1]:+.3f}): "
-            f"{drift['verdict']}")
-    write_results(p, run_dir, {m: res[m] for m in ("base", "finetuned") if m in res}, suite, heldout, drift)
+        log(f"drift {drift['drift']:+.3f} nats/token (95% CI {drift['ci95'][0]:+.3f} to "
+            f"{drift['ci95'][1]:+.3f}): {drift['verdict']}")
+    write_results(p, run_dir, {m: res[m] for m in ("base", "finetuned") if m in res}, suite,
+                  heldout, drift)
 
 # %% ../nbs/04_eval.ipynb #1ade2cd3
 def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, heldout: list[dict],
@@ -517,16 +555,21 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
     models = list(res)
     from sft_demos.general import add_verdicts, drift_markdown
     rows = add_verdicts(metrics_rows(res), p.verdict_z)
-    settings = {"eval_tasks": p.eval_tasks, "num_fewshot": p.eval_num_fewshot, "limit": p.eval_limit,
+    settings = {"eval_tasks": p.eval_tasks, "num_fewshot": p.eval_num_fewshot,
+                "limit": p.eval_limit,
                 "eval_data": p.eval_data,
-                "data_root": str(suite.root) if suite and suite.root else None, "batch_size": p.eval_batch_size,
+                "data_root": str(suite.root) if suite and suite.root else None,
+                "batch_size": p.eval_batch_size,
                 "lm_eval_version": lm_eval.__version__,
-                "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base model",
+                "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base "
+                                                                                         "model",
                 "finetuned": "base model with the run's LoRA adapter (adapter/)"},
-                "finetuned_4bit": p.load_in_4bit,  # the finetuned model was scored on the 4-bit base (QLoRA)
+                "finetuned_4bit": p.load_in_4bit,
+                # the finetuned model was scored on the 4-bit base (QLoRA)
                 "lm_eval_include_path": "lm_eval_tasks" if suite else None,
                 "smoke_set": p.eval_data == "embedded", "verdict_z": p.verdict_z,
-                "verdict_rule": f"gain or loss when |delta| > {p.verdict_z:g} x sqrt(base_stderr^2 + finetuned_stderr^2)"}
+                "verdict_rule": f"gain or loss when |delta| > {p.verdict_z:g} x sqrt(base_stderr^2 "
+                                "+ finetuned_stderr^2)"}
     metrics = {"settings": settings, "table": rows}
     if drift: metrics["drift"] = drift
     if suite: metrics["leaderboard"] = {m: r["leaderboard"] for m, r in res.items()}
@@ -534,21 +577,27 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
         metrics["heldout"] = {m: r["heldout"] for m, r in res.items()}
         metrics["heldout_exact_match"] = {m: r["heldout"]["exact_match"] for m, r in res.items()}
     if suite: metrics["lm_eval"] = {m: r["lm_eval"] for m, r in res.items()}
-    gen = {"max_new_tokens": p.max_new_tokens, "do_sample": p.do_sample, "temperature": p.temperature, "top_p": p.top_p,
+    gen = {"max_new_tokens": p.max_new_tokens, "do_sample": p.do_sample,
+           "temperature": p.temperature, "top_p": p.top_p,
            "seed": p.seed, "prompt_format": p.prompt_format, "system_prompt": p.system_prompt}
     samples = {"settings": gen, "models": models,
                "samples": [{"prompt": x} | {m: res[m]["samples"][i] for m in models}
                            for i, x in enumerate(p.example_prompts)]}
     if heldout:
-        samples["heldout_examples"] = [{"family": heldout[i]["family"], "turn": heldout[i].get("turn", 1),
-                                        "prompt": heldout[i]["messages"][-1]["content"], "answer": heldout[i]["answer"]}
+        samples["heldout_examples"] = [{"family": heldout[i]["family"],
+                                        "turn": heldout[i].get("turn", 1),
+                                        "prompt": heldout[i]["messages"][-1]["content"],
+                                        "answer": heldout[i]["answer"]}
                                        | {m: res[m]["heldout_predictions"][i] for m in models}
                                        for i in heldout_examples(heldout)]
-    note = ("\n*Leaderboard rows are scored on the bundled offline mini-sets (`eval_data: embedded`): a smoke test of "
+    note = ("\n*Leaderboard rows are scored on the bundled offline mini-sets (`eval_data: "
+            "embedded`): a smoke test of "
             "the evaluation, not a benchmark.*\n" if p.eval_data == "embedded" and suite else "")
     texts = {"metrics.json": json.dumps(metrics, indent=1, default=str),
-             "metrics.md": metrics_table(rows, models) + note + ("\n" + drift_markdown(drift) if drift else ""),
+             "metrics.md": metrics_table(rows, models) + note + ("\n" + drift_markdown(drift)
+                                                                 if drift else ""),
              "samples.json": json.dumps(samples, indent=1), "samples.md": samples_markdown(samples)}
-    if suite: texts["lm_eval_tasks/suite.yaml"] = yaml.safe_dump(suite_config(suite), sort_keys=False)
+    if suite: texts["lm_eval_tasks/suite.yaml"] = yaml.safe_dump(suite_config(suite),
+                                                                 sort_keys=False)
     if suite: (Path(run_dir) / "lm_eval_tasks").mkdir(exist_ok=True)  # `lm_eval --include_path` reruns the suite
     for name, text in texts.items(): write_atomic(Path(run_dir) / name, text)

@@ -29,9 +29,10 @@ def llama_cpp_source() -> Path:
     d = os.environ.get("SFT_DEMOS_LLAMA_CPP")
     d = Path(d) if d else Path(sys.prefix) / "src" / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
     if not (d / "convert_hf_to_gguf.py").is_file():
-        raise ExportError(f"llama.cpp's converter not found in {d}: run `make llama-cpp` (it builds llama-cpp-python "
-                          f"{LLAMA_CPP_PYTHON} from its source distribution and keeps the source there), or point "
-                          "SFT_DEMOS_LLAMA_CPP at a llama.cpp checkout")
+        raise ExportError(f"llama.cpp's converter not found in {d}: run `make llama-cpp` (it "
+                          f"builds llama-cpp-python {LLAMA_CPP_PYTHON} from its source "
+                          "distribution and keeps the source there), or point SFT_DEMOS_LLAMA_CPP "
+                          "at a llama.cpp checkout")
     return d
 
 # %% ../nbs/05b_export.ipynb #6c1754b5
@@ -39,11 +40,11 @@ def llama_cpp_version() -> dict:
     "The llama-cpp-python binding's version and the source it was built from (they must agree)."
     try: import llama_cpp
     except ImportError as e:
-        raise ExportError("llama-cpp-python is not installed: run `make llama-cpp` (pip install -e .[export] "
-                          "then builds it from source)") from e
+        raise ExportError("llama-cpp-python is not installed: run `make llama-cpp` (pip install -e "
+                          ".[export] then builds it from source)") from e
     if llama_cpp.__version__ != LLAMA_CPP_PYTHON:
-        raise ExportError(f"llama-cpp-python {llama_cpp.__version__} is installed, export expects {LLAMA_CPP_PYTHON} "
-                          "(the converter's source): run `make llama-cpp`")
+        raise ExportError(f"llama-cpp-python {llama_cpp.__version__} is installed, export expects "
+                          f"{LLAMA_CPP_PYTHON} (the converter's source): run `make llama-cpp`")
     return {"llama_cpp_python": llama_cpp.__version__, "source": str(llama_cpp_source())}
 
 # %% ../nbs/05b_export.ipynb #0c4f1274
@@ -60,7 +61,8 @@ def sentencepiece_model(tok) -> bytes:
     "A SentencePiece BPE model (`tokenizer.model` bytes) with `tok`'s vocabulary, for a `metaspace_bpe` tokenizer."
     from sentencepiece import sentencepiece_model_pb2 as spm
     if not metaspace_bpe(tok):
-        raise ExportError(f"{tok.name_or_path}: not a Metaspace BPE tokenizer; it needs no tokenizer.model")
+        raise ExportError(f"{tok.name_or_path}: not a Metaspace BPE tokenizer; it needs no "
+                          "tokenizer.model")
     T = spm.ModelProto.SentencePiece.Type
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     if [i for _, i in vocab] != list(range(len(vocab))):
@@ -86,7 +88,8 @@ def sentencepiece_model(tok) -> bytes:
 def run_params(run_dir: Path) -> RunParams:
     "The params a finished run folder was made with (its `params.yaml`)."
     f = Path(run_dir) / "params.yaml"
-    if not f.is_file(): raise ExportError(f"{f} not found: {run_dir} is not a run folder (made by `sft-demos run`)")
+    if not f.is_file(): raise ExportError(f"{f} not found: {run_dir} is not a run folder (made by "
+                                          "`sft-demos run`)")
     return load_params(str(f))
 
 # %% ../nbs/05b_export.ipynb #0415f637
@@ -105,9 +108,11 @@ def ensure_merged(p: RunParams, run_dir: Path, log=print) -> Path:
     if (out / "config.json").is_file(): return out
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
-        raise ExportError(f"{adapter} holds no trained adapter: the run's train stage has not finished")
+        raise ExportError(f"{adapter} holds no trained adapter: the run's train stage has not "
+                          "finished")
     log(f"merging {adapter} into the full-precision base")
-    model = PeftModel.from_pretrained(load_base(p, quantized=False), str(adapter)).merge_and_unload()
+    model = PeftModel.from_pretrained(load_base(p, quantized=False),
+                                      str(adapter)).merge_and_unload()
     tmp = run_dir / ".merged.tmp"
     model.save_pretrained(str(tmp))
     run_tokenizer(p, run_dir).save_pretrained(str(tmp))
@@ -137,7 +142,8 @@ def spm_model_file(p: RunParams, tok) -> Path | None:
 
 # %% ../nbs/05b_export.ipynb #3f57de91
 def converter_input(merged: Path, tok, out: Path,
-                    spm: Path | None = None,  # the SentencePiece `tokenizer.model` of the tokenizer, if it has one
+                    spm: Path | None = None,
+                    # the SentencePiece `tokenizer.model` of the tokenizer, if it has one
                    ) -> Path:
     "Folder `out` the converter reads: `merged`'s files (linked), BOS/EOS stated, the SentencePiece model it needs."
     out.mkdir(parents=True)
@@ -151,7 +157,8 @@ def converter_input(merged: Path, tok, out: Path,
     return out
 
 # %% ../nbs/05b_export.ipynb #754ccd1c
-QUANTS = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # file suffix -> llama.cpp ftype
+QUANTS = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+          "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # file suffix -> llama.cpp ftype
 
 def _run(cmd: list, what: str):
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
@@ -163,13 +170,16 @@ def convert(merged: Path, out: Path, eot_id: int | None = None) -> Path:
     "`out` (f16 GGUF) from the HF folder `merged` with llama.cpp's converter; `eot_id` set as the end-of-turn token."
     src = llama_cpp_source()
     tmp = out.with_suffix(".tmp.gguf")
-    _run([sys.executable, src / "convert_hf_to_gguf.py", merged, "--outfile", tmp, "--outtype", "f16"],
+    _run([sys.executable, src / "convert_hf_to_gguf.py", merged, "--outfile", tmp, "--outtype",
+          "f16"],
          "convert_hf_to_gguf.py")
     if eot_id is not None:
         script = src / "gguf-py" / "gguf" / "scripts" / "gguf_new_metadata.py"
-        env_py = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(src / 'gguf-py')!r}); "
-                  f"sys.argv = sys.argv[1:]; import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"]
-        _run(env_py + [script, tmp, out, "--special-token-by-id", "eot", eot_id, "--force"], "gguf_new_metadata.py")
+        env_py = [sys.executable, "-c", "import sys; sys.path.insert(0, "
+                  f"{str(src / 'gguf-py')!r}); sys.argv = sys.argv[1:]; import runpy; "
+                  "runpy.run_path(sys.argv[0], run_name='__main__')"]
+        _run(env_py + [script, tmp, out, "--special-token-by-id", "eot", eot_id, "--force"],
+             "gguf_new_metadata.py")
         tmp.unlink()
     else: tmp.rename(out)
     return out
@@ -178,11 +188,13 @@ def convert(merged: Path, out: Path, eot_id: int | None = None) -> Path:
 def quantize(f16: Path, out: Path, quant: str) -> Path:
     "`out`: `f16` quantized by llama.cpp to `quant` (a key of `QUANTS`)."
     import llama_cpp
-    if quant not in QUANTS: raise ExportError(f"export_quants: unknown {quant!r}; known: {', '.join(QUANTS)}")
+    if quant not in QUANTS: raise ExportError(f"export_quants: unknown {quant!r}; known: "
+                                              f"{', '.join(QUANTS)}")
     qp = llama_cpp.llama_model_quantize_default_params()
     qp.ftype = getattr(llama_cpp, QUANTS[quant])
     rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(out).encode(), ctypes.byref(qp))
-    if rc != 0 or not out.is_file(): raise ExportError(f"llama.cpp could not quantize {f16} to {quant} ({rc})")
+    if rc != 0 or not out.is_file(): raise ExportError(f"llama.cpp could not quantize {f16} to "
+                                                       f"{quant} ({rc})")
     return out
 
 # %% ../nbs/05b_export.ipynb #9f32e163
@@ -190,7 +202,8 @@ def template_parts(tok) -> dict:
     "Literal texts of the chat template around system, user and assistant turns, from renders with markers."
     from sft_demos.data import format_prompt
     S, U1, A1, U2, A2, U3 = (f"\x01{k}\x01" for k in ("S", "U1", "A1", "U2", "A2", "U3"))
-    conv = [{"role": "user", "content": U1}, {"role": "assistant", "content": A1}, {"role": "user", "content": U2},
+    conv = [{"role": "user", "content": U1}, {"role": "assistant", "content": A1},
+            {"role": "user", "content": U2},
             {"role": "assistant", "content": A2}, {"role": "user", "content": U3}]
     def cut(msgs, marks):
         out, rest = [], format_prompt(msgs, tok, "chat_template")
@@ -199,10 +212,11 @@ def template_parts(tok) -> dict:
             out.append(a)
         return out + [rest]
     plain = cut(conv, [U1, A1, U2, A2, U3])
-    parts = {"first_user": plain[0], "user_to_answer": plain[1], "answer_to_user": plain[2], "generation": plain[5]}
+    parts = {"first_user": plain[0], "user_to_answer": plain[1], "answer_to_user": plain[2],
+             "generation": plain[5]}
     if plain[3] != parts["user_to_answer"] or plain[4] != parts["answer_to_user"]:
-        raise ExportError("the chat template puts different text around turns at different positions: "
-                          "no Ollama TEMPLATE is written for it")
+        raise ExportError("the chat template puts different text around turns at different "
+                          "positions: no Ollama TEMPLATE is written for it")
     try: with_sys = cut([{"role": "system", "content": S}] + conv, [S, U1, A1, U2, A2, U3])
     except Exception: return parts  # a template without system turns (it raises, or leaves the system text out)
     if with_sys[2:] != plain[1:]:
@@ -229,10 +243,12 @@ def _go(s: str) -> str:
     return s.replace("{{", '{{ "{{" }}')
 
 # %% ../nbs/05b_export.ipynb #8def1dc8
-def modelfile(gguf_name: str, parts: dict, stops: list[str], system_prompt: str | None = None) -> str:
+def modelfile(gguf_name: str, parts: dict, stops: list[str],
+              system_prompt: str | None = None) -> str:
     "An Ollama Modelfile: FROM the GGUF, the chat template as a Go TEMPLATE, its stop tokens, the run's system prompt."
-    first = (f'{{{{- if .System }}}}{_go(parts["system"])}{{{{ .System }}}}{_go(parts["system_to_user"])}'
-             f'{{{{- else }}}}{_go(parts["first_user"])}{{{{- end }}}}' if "system" in parts else _go(parts["first_user"]))
+    first = (f'{{{{- if .System }}}}{_go(parts["system"])}{{{{ .System '
+             f'}}}}{_go(parts["system_to_user"])}{{{{- else }}}}{_go(parts["first_user"])}{{{{- '
+             f'end }}}}' if "system" in parts else _go(parts["first_user"]))
     body = ('{{- range $i, $m := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 }}'
             '{{- if eq $m.Role "user" }}{{ $m.Content }}'
             f'{{{{- if $last }}}}{_go(parts["generation"])}{{{{- else }}}}{_go(parts["user_to_answer"])}{{{{- end }}}}'
@@ -249,11 +265,13 @@ def prompt_sets(p: RunParams, run_dir: Path, tok) -> dict:
     from sft_demos.evaluate import example_prompts
     d = Path(run_dir) / "data"
     if not (d / "train.jsonl").is_file():
-        raise ExportError(f"{d}/train.jsonl not found: the checks tokenize the run's formatted rows; run the data "
+        raise ExportError(f"{d}/train.jsonl not found: the checks tokenize the run's formatted "
+                          "rows; run the data "
                           "stage into this folder (`sft-demos run --resume {run_dir}`) first")
     heldout = read_jsonl(d / "heldout.jsonl") if (d / "heldout.jsonl").is_file() else []
     return {"train": [r["prompt"] + r["completion"] for r in read_jsonl(d / "train.jsonl")],
-            "heldout": [r["prompt"] for r in heldout], "examples": example_prompts(p, tok), "_heldout_rows": heldout}
+            "heldout": [r["prompt"] for r in heldout], "examples": example_prompts(p, tok),
+            "_heldout_rows": heldout}
 
 # %% ../nbs/05b_export.ipynb #75b3b6c5
 TIMING_THREADS = 1  # threads for both timings; ggml's spinning worker threads collapse on a shared, oversubscribed CPU
@@ -261,7 +279,8 @@ TIMING_THREADS = 1  # threads for both timings; ggml's spinning worker threads c
 def llama(path: Path, vocab_only: bool = False, n_ctx: int = 1024, threads: int = TIMING_THREADS):
     "A llama.cpp model (`llama_cpp.Llama`) for `path`, quiet."
     import llama_cpp
-    return llama_cpp.Llama(str(path), vocab_only=vocab_only, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+    return llama_cpp.Llama(str(path), vocab_only=vocab_only, n_ctx=n_ctx, n_threads=threads,
+                           n_threads_batch=threads,
                            verbose=False, seed=0)
 
 # %% ../nbs/05b_export.ipynb #20715df1
@@ -280,7 +299,8 @@ def check_tokenization(gguf: Path, tok, sets: dict) -> dict:
             hf, cpp = tok(t)["input_ids"], lm.tokenize(t.encode(), add_bos=True, special=True)
             if hf != cpp:
                 i = first_mismatch(hf, cpp)
-                bad.append({"text": t, "at": i, "transformers": hf[max(0, i - 2):i + 3], "llama_cpp": cpp[max(0, i - 2):i + 3]})
+                bad.append({"text": t, "at": i, "transformers": hf[max(0, i - 2):i + 3],
+                            "llama_cpp": cpp[max(0, i - 2):i + 3]})
         out[name] = {"equal": len(texts) - len(bad), "n": len(texts), "first_mismatches": bad[:3]}
     return out
 
@@ -304,8 +324,10 @@ def hf_greedy(model, tok, prompt: str, max_new_tokens: int) -> tuple[list[int], 
     stops = stop_ids(tok)
     enc = tok(prompt, return_tensors="pt").to(model.device)
     with torch.inference_mode():
-        row = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
-                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else stops[0])[0]
+        row = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=stops,
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None
+                             else stops[0])[0]
     row = row[enc["input_ids"].shape[1]:].tolist()
     end = min((row.index(s) for s in stops if s in row), default=None)
     return (row, False) if end is None else (row[:end], True)
@@ -325,14 +347,16 @@ def check_generation(gguf: Path, ref: dict, sets: dict, n_new: int) -> dict:
     prompts = sets["heldout"] + sets["examples"]
     got = {q: cpp_greedy(lm, q, n_new) for q in prompts}
     same = [got[q][0] == ref[q][0] for q in prompts]
-    r = {"prompts": len(prompts), "identical": sum(same), "identical_share": sum(same) / len(prompts),
+    r = {"prompts": len(prompts), "identical": sum(same),
+         "identical_share": sum(same) / len(prompts),
          "stopped_by_itself": sum(got[q][1] for q in prompts),
          "stopped_where_transformers_stops": sum(got[q][1] == ref[q][1] for q in prompts),
          "differing": [{"prompt": q, "transformers": ref[q][0], "llama_cpp": got[q][0]}
                        for q, s in zip(prompts, same) if not s][:3]}
     rows = sets["_heldout_rows"]
     if rows:
-        hits = [exact_match(lm.detokenize(got[x["prompt"]][0]).decode("utf-8", "replace"), x["answer"]) for x in rows]
+        hits = [exact_match(lm.detokenize(got[x["prompt"]][0]).decode("utf-8", "replace"),
+                            x["answer"]) for x in rows]
         r["heldout_exact_match"] = sum(hits) / len(hits)
     return r
 
@@ -351,11 +375,13 @@ def cpp_seconds(gguf: Path, prompt: str, new_tokens: int = 50, repeats: int = 3)
         return time.perf_counter() - t0
     once()
     times = [once() for _ in range(repeats)]
-    return {"new_tokens": new_tokens, "seconds": [round(t, 4) for t in times], "median_s": statistics.median(times)}
+    return {"new_tokens": new_tokens, "seconds": [round(t, 4) for t in times],
+            "median_s": statistics.median(times)}
 
 # %% ../nbs/05b_export.ipynb #828c11ca
 def _file_facts(f: Path) -> dict:
-    return {"file": f.name, "bytes": f.stat().st_size, "mb": round(f.stat().st_size / 2**20, 2), "sha256": sha256_file(f)}
+    return {"file": f.name, "bytes": f.stat().st_size, "mb": round(f.stat().st_size / 2**20, 2),
+            "sha256": sha256_file(f)}
 
 # %% ../nbs/05b_export.ipynb #dd18d44e
 def reference_answers(p: RunParams, merged: Path, tok, sets: dict, n_new: int) -> tuple[dict, dict]:
@@ -374,8 +400,10 @@ def reference_answers(p: RunParams, merged: Path, tok, sets: dict, n_new: int) -
     return ref, speed
 
 # %% ../nbs/05b_export.ipynb #09effd90
-def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapter/ or merged/, data/)
-               quants: list[str] = ("q8_0", "q4_k_m"),  # quantized files besides f16 (keys of `QUANTS`)
+def export_run(run_dir: str | Path,
+               # a finished run folder (params.yaml, adapter/ or merged/, data/)
+               quants: list[str] = ("q8_0", "q4_k_m"),
+               # quantized files besides f16 (keys of `QUANTS`)
                log=print,
               ) -> dict:
     "Write `run_dir/export/`: GGUF files, an Ollama Modelfile, and export.json with llama.cpp's checks."
@@ -388,7 +416,8 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
     if unknown: raise ExportError(f"unknown quantizations {unknown}; known: {', '.join(QUANTS)}")
     versions = llama_cpp_version()
     out = run_dir / "export"
-    if out.exists(): raise ExportError(f"{out} exists: an export is never overwritten; move it away to export again")
+    if out.exists(): raise ExportError(f"{out} exists: an export is never overwritten; move it "
+                                       "away to export again")
     tok = run_tokenizer(p, run_dir)
     sets = prompt_sets(p, run_dir, tok)
     parts = template_parts(tok) if p.prompt_format == "chat_template" else None
@@ -407,9 +436,11 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
         files[q] = quantize(files["f16"], tmp / f"model-{q}.gguf", q)
     convert_s = time.time() - t0
     n_new = answer_length(tok, sets, p)
-    log(f"greedy answers of the merged model in transformers ({len(sets['heldout']) + len(sets['examples'])} prompts)")
+    log("greedy answers of the merged model in transformers "
+        f"({len(sets['heldout']) + len(sets['examples'])} prompts)")
     ref, hf_speed = reference_answers(p, merged, tok, sets, n_new)
-    checks, speed = {}, {"transformers_merged_fp": {"median_s": hf_speed["median_s"], "seconds": hf_speed["seconds"]}}
+    checks, speed = {}, {"transformers_merged_fp": {"median_s": hf_speed["median_s"],
+                                                    "seconds": hf_speed["seconds"]}}
     for name, f in files.items():
         log(f"llama.cpp checks of {f.name}")
         checks[name] = {"tokenization": check_tokenization(f, tok, sets),
@@ -420,14 +451,18 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
     if parts is not None:
         rows = read_jsonl(run_dir / "data" / "heldout.jsonl") if sets["_heldout_rows"] else []
         rebuilt = [rebuild_prompt(parts, r["messages"]) == r["prompt"] for r in rows]
-        (tmp / "Modelfile").write_text(modelfile(files["f16"].name, parts, [tok.convert_ids_to_tokens(i) for i in stops],
+        (tmp / "Modelfile").write_text(modelfile(files["f16"].name, parts,
+                                                 [tok.convert_ids_to_tokens(i) for i in stops],
                                                  p.system_prompt))
     info = {"run": run_dir.name, "model_name_or_path": p.model_name_or_path, "converter": {
                 "script": "convert_hf_to_gguf.py (llama.cpp, vendored by llama-cpp-python)", **versions},
-            "files": [_file_facts(f) for f in files.values()] + ([_file_facts(tmp / "Modelfile")] if parts else []),
-            "metadata": gguf_metadata(files["f16"]), "stop_tokens": [tok.convert_ids_to_tokens(i) for i in stops],
+            "files": [_file_facts(f) for f in files.values()] + ([_file_facts(tmp / "Modelfile")]
+                                                                 if parts else []),
+            "metadata": gguf_metadata(files["f16"]), "stop_tokens": [tok.convert_ids_to_tokens(i)
+                                                                     for i in stops],
             "max_new_tokens": n_new, "checks": checks,
-            "modelfile_template": ({"prompts": len(rebuilt), "rebuilt_exactly": sum(rebuilt)} if parts else None),
+            "modelfile_template": ({"prompts": len(rebuilt), "rebuilt_exactly": sum(rebuilt)}
+                                   if parts else None),
             "speed": {"prompt": profile_prompt(p, tok), "threads": TIMING_THREADS, **speed},
             "machine": machine(), "convert_and_quantize_s": round(convert_s, 1)}
     write_atomic(tmp / "export.json", json.dumps(info, indent=1))
@@ -436,8 +471,10 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
     return info
 
 # %% ../nbs/05b_export.ipynb #751ff09b
-GGUF_KEYS = ["general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id",
-             "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.add_bos_token",
+GGUF_KEYS = ["general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre",
+             "tokenizer.ggml.bos_token_id",
+             "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+             "tokenizer.ggml.add_bos_token",
              "tokenizer.chat_template"]
 
 def gguf_metadata(f: Path) -> dict:
@@ -453,31 +490,39 @@ def export_markdown(info: dict) -> str:
     rows = []
     for name, c in info["checks"].items():
         g, tz = c["generation"], c["tokenization"]
-        rows.append({"file": f"model-{name}.gguf", "tokens equal": " / ".join(f"{v['equal']}/{v['n']} {k}" for k, v in tz.items()),
+        rows.append({"file": f"model-{name}.gguf",
+                     "tokens equal": " / ".join(f"{v['equal']}/{v['n']} {k}" for k,
+                                                v in tz.items()),
                      "greedy = transformers": f"{g['identical']}/{g['prompts']}",
-                     "held-out exact match": f"{g['heldout_exact_match']:.1%}" if "heldout_exact_match" in g else "-",
+                     "held-out exact match": f"{g['heldout_exact_match']:.1%}"
+                     if "heldout_exact_match" in g else "-",
                      "stopped by itself": f"{g['stopped_by_itself']}/{g['prompts']}",
                      "s / 50 tokens": f"{info['speed'][f'llama_cpp_{name}']['median_s']:.3f}",
                      "vs transformers": f"{info['speed'][f'llama_cpp_{name}']['ratio_to_transformers']:.2f}x"})
     files = [{"file": f["file"], "MB": f["mb"], "sha256": f["sha256"][:16]} for f in info["files"]]
     c = info["converter"]
-    return (f"# Export of {info['run']}\n\nConverted by llama.cpp's convert_hf_to_gguf.py from llama-cpp-python "
-            f"{c['llama_cpp_python']}; checked by llama.cpp through that binding.\n\n" + md_table(files) + "\n\n" +
-            md_table(rows) + f"\n\ntransformers (merged, full precision): {info['speed']['transformers_merged_fp']['median_s']:.3f} "
-            f"s / 50 tokens, {info['speed']['threads']} threads, same process. Timings from {info['machine'].get('cpu', 'this machine')}.\n")
+    return (f"# Export of {info['run']}\n\nConverted by llama.cpp's convert_hf_to_gguf.py from "
+            f"llama-cpp-python {c['llama_cpp_python']}; checked by llama.cpp through that "
+            "binding.\n\n" + md_table(files) + "\n\n" +
+            md_table(rows) + "\n\ntransformers (merged, full precision): "
+            f"{info['speed']['transformers_merged_fp']['median_s']:.3f} s / 50 tokens, "
+            f"{info['speed']['threads']} threads, same process. Timings from "
+            f"{info['machine'].get('cpu', 'this machine')}.\n")
 
 # %% ../nbs/05b_export.ipynb #525e3564
 def export_main(argv: list[str] | None = None) -> int:
     "`sft-demos export RUN_DIR`: GGUF files, an Ollama Modelfile and llama.cpp's checks in RUN_DIR/export/."
     import argparse
     ap = argparse.ArgumentParser(prog="sft-demos export", allow_abbrev=False,
-                                 description="Export a finished run as GGUF (f16 + quantized) with an Ollama Modelfile, "
-                                             "checked by llama.cpp.")
+                                 description="Export a finished run as GGUF (f16 + quantized) with "
+                                             "an Ollama Modelfile, checked by llama.cpp.")
     ap.add_argument("run_dir", help="a run folder made by `sft-demos run`")
-    ap.add_argument("--quants", default=None, help=f"comma-separated, of {','.join(QUANTS)} (default: the run's export_quants)")
+    ap.add_argument("--quants", default=None, help=f"comma-separated, of {','.join(QUANTS)} "
+                                                   "(default: the run's export_quants)")
     a = ap.parse_args(argv)
     try:
-        quants = a.quants.split(",") if a.quants else getattr(run_params(Path(a.run_dir)), "export_quants", list(QUANTS))
+        quants = a.quants.split(",") if a.quants else getattr(run_params(Path(a.run_dir)),
+                                                              "export_quants", list(QUANTS))
         info = export_run(a.run_dir, quants)
     except (ExportError, ParamsError, FileNotFoundError) as e:
         print(f"sft-demos export: error: {e}", file=sys.stderr)
@@ -496,7 +541,8 @@ def run_export(p: RunParams,  # the run's parameters
     return export_run(run_dir, p.export_quants)
 
 # %% ../nbs/05b_export.ipynb #747c9386
-def family_texts(tok, system_prompt: str | None = "You answer briefly.", n_train: int = 200) -> dict:
+def family_texts(tok, system_prompt: str | None = "You answer briefly.",
+                 n_train: int = 200) -> dict:
     "Formatted training texts and held-out prompts of the embedded task set for `tok` (chat template)."
     from sft_demos.data import format_example, from_messages, heldout_rows
     from sft_demos.taskworld import task_rows
@@ -513,9 +559,11 @@ def tiny_llama_folder(tok, out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(cfg).to(torch.float16).to(torch.float32)
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
@@ -526,25 +574,31 @@ def tiny_llama_folder(tok, out: Path, seed: int = 0) -> Path:
     return out
 
 # %% ../nbs/05b_export.ipynb #fb651d91
-LLAMA2_TEMPLATE = ("{% if messages[0]['role'] == 'system' %}{% set sys = '<<SYS>>\\n' + messages[0]['content'] + "
-                   "'\\n<</SYS>>\\n\\n' %}{% set messages = messages[1:] %}{% else %}{% set sys = '' %}{% endif %}"
-                   "{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token + '[INST] ' + (sys if loop.first "
-                   "else '') + m['content'] + ' [/INST]' }}{% else %}{{ ' ' + m['content'] + ' ' + eos_token }}"
-                   "{% endif %}{% endfor %}")  # Llama-2-chat's template, shortened: same text
+LLAMA2_TEMPLATE = ("{% if messages[0]['role'] == 'system' %}{% set sys = '<<SYS>>\\n' + "
+                   "messages[0]['content'] + '\\n<</SYS>>\\n\\n' %}{% set messages = messages[1:] "
+                   "%}{% else %}{% set sys = '' %}{% endif %}{% for m in messages %}{% if "
+                   "m['role'] == 'user' %}{{ bos_token + '[INST] ' + (sys if loop.first else '') + "
+                   "m['content'] + ' [/INST]' }}{% else %}{{ ' ' + m['content'] + ' ' + eos_token "
+                   "}}{% endif %}{% endfor %}")  # Llama-2-chat's template, shortened: same text
 
 def llama2_tokenizer(texts: list[str], out: Path, vocab_size: int = 600):
     "A Llama-2-style SentencePiece tokenizer (BPE, byte fallback, BOS added, legacy spaces) trained on `texts`, in `out`."
     import io, sentencepiece as sp
     from transformers import AutoTokenizer
     buf = io.BytesIO()
-    sp.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size,
-                                  model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1,
-                                  eos_id=2, pad_id=-1, minloglevel=2, split_digits=True, allow_whitespace_only_pieces=True,
-                                  normalization_rule_name="identity", remove_extra_whitespaces=False,
+    sp.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buf,
+                                  vocab_size=vocab_size,
+                                  model_type="bpe", byte_fallback=True, character_coverage=1.0,
+                                  unk_id=0, bos_id=1,
+                                  eos_id=2, pad_id=-1, minloglevel=2, split_digits=True,
+                                  allow_whitespace_only_pieces=True,
+                                  normalization_rule_name="identity",
+                                  remove_extra_whitespaces=False,
                                   add_dummy_prefix=True)  # Llama-2's tokenizer.model settings
     out.mkdir(parents=True, exist_ok=True)
     (out / "tokenizer.model").write_bytes(buf.getvalue())
-    (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": True,
+    (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer",
+                                                           "legacy": True,
         "add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
     tok = AutoTokenizer.from_pretrained(str(out))
     tok.chat_template = LLAMA2_TEMPLATE

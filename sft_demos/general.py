@@ -16,20 +16,24 @@ __all__ = ['GENERAL_DIR', 'DRIFT_NEW_TOKENS', 'REPLAY_NEW_TOKENS', 'read_prompts
            'drift_markdown', 'whole_sentences', 'replay_rows', 'replay_record', 'record_markdown', 'record_main']
 
 # %% ../nbs/04b_general.ipynb #bb9bd581
-GENERAL_DIR = (Path(__file__).parent if "__file__" in globals() else Path("../sft_demos")) / "assets" / "general"
+GENERAL_DIR = (Path(__file__).parent if "__file__" in globals()
+               else Path("../sft_demos")) / "assets" / "general"
 DRIFT_NEW_TOKENS = 64  # tokens of each base answer scored for drift
 REPLAY_NEW_TOKENS = 96  # most tokens of a base answer used as a replay row (unfinished answers are left out)
 
 # %% ../nbs/04b_general.ipynb #5fdece9f
 def _conversation(x, where: str) -> list[dict]:
     "One prompt entry as turns that end with a user turn; `ValueError` naming `where` otherwise."
-    if isinstance(x, dict) and isinstance(x.get("prompt"), str): x = [{"role": "user", "content": x["prompt"]}]
+    if isinstance(x, dict) and isinstance(x.get("prompt"), str): x = [{"role": "user",
+                                                                       "content": x["prompt"]}]
     elif isinstance(x, dict) and "messages" in x: x = x["messages"]
-    if not isinstance(x, list) or not x or not all(isinstance(t, dict) and isinstance(t.get("content"), str)
+    if not isinstance(x, list) or not x or not all(isinstance(t, dict)
+                                                   and isinstance(t.get("content"), str)
                                                    and t.get("role") in ("system", "user", "assistant") for t in x):
-        raise ValueError(f"{where}: expected a list of {{role, content}} turns, a {{'messages': [...]}} or a "
-                         f"{{'prompt': '...'}} record")
-    if x[-1]["role"] != "user": raise ValueError(f"{where}: the last turn must be the user's (the one to answer)")
+        raise ValueError(f"{where}: expected a list of {{role, content}} turns, a {{'messages': "
+                         f"[...]}} or a {{'prompt': '...'}} record")
+    if x[-1]["role"] != "user": raise ValueError(f"{where}: the last turn must be the user's (the "
+                                                 "one to answer)")
     return [{"role": t["role"], "content": t["content"].strip()} for t in x]
 
 # %% ../nbs/04b_general.ipynb #25b0d6b3
@@ -37,11 +41,15 @@ def read_prompts(path: str | Path  # a .json list or a .jsonl file of prompts
                 ) -> list[list[dict]]:
     "The conversations of a prompt file, each ending with the user turn to answer."
     path = Path(path).expanduser()
-    if not path.is_file(): raise ValueError(f"{path}: no such prompt file (a .json list or .jsonl of prompts)")
+    if not path.is_file(): raise ValueError(f"{path}: no such prompt file (a .json list or .jsonl "
+                                            "of prompts)")
     text = path.read_text()
-    try: items = [json.loads(l) for l in text.splitlines() if l.strip()] if path.suffix == ".jsonl" else json.loads(text)
-    except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(items, list) or not items: raise ValueError(f"{path}: expected a non-empty list of prompts")
+    try: items = [json.loads(l) for l in text.splitlines()
+                  if l.strip()] if path.suffix == ".jsonl" else json.loads(text)
+    except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e.msg}, line "
+                                                       f"{e.lineno})") from None
+    if not isinstance(items, list) or not items: raise ValueError(f"{path}: expected a non-empty "
+                                                                  "list of prompts")
     return [_conversation(x, f"{path} row {i}") for i, x in enumerate(items)]
 
 # %% ../nbs/04b_general.ipynb #cfbd07f8
@@ -58,7 +66,8 @@ def replay_prompts(name: str = "general"  # `general` (the bundled replay set) o
 def base_identity(p: RunParams) -> dict:
     "What the base's answers depend on: the base and how it is loaded."
     from sft_demos.model import base_path, model_provenance
-    return {**model_provenance(p), "base_folder": Path(base_path(p)).name, "load_in_4bit": p.load_in_4bit,
+    return {**model_provenance(p), "base_folder": Path(base_path(p)).name,
+            "load_in_4bit": p.load_in_4bit,
             "quant": [p.bnb_4bit_quant_type, p.bnb_4bit_use_double_quant, p.bnb_4bit_compute_dtype],
             "torch_dtype": p.torch_dtype}
 
@@ -67,7 +76,8 @@ def prompt_texts(p: RunParams, convs: list[list[dict]], tok) -> list[str]:
     "The conversations formatted as inference prompts in the run's `prompt_format`, with its system prompt."
     from sft_demos.data import format_prompt
     sys_turn = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
-    return [format_prompt((sys_turn if c[0]["role"] != "system" else []) + c, tok, p.prompt_format) for c in convs]
+    return [format_prompt((sys_turn if c[0]["role"] != "system" else []) + c, tok, p.prompt_format)
+            for c in convs]
 
 # %% ../nbs/04b_general.ipynb #43b9d1a7
 def answer_nll(model, tok,  # causal LM and its tokenizer
@@ -85,10 +95,13 @@ def answer_nll(model, tok,  # causal LM and its tokenizer
                 for pr, a in zip(prompts[i:i + batch_size], answers[i:i + batch_size])]
         n = max(len(q) + len(a) for q, a in seqs)
         ids = torch.tensor([q + a + [pad] * (n - len(q) - len(a)) for q, a in seqs])
-        mask = torch.tensor([[1] * (len(q) + len(a)) + [0] * (n - len(q) - len(a)) for q, a in seqs])
-        labels = torch.tensor([[-100] * len(q) + a + [-100] * (n - len(q) - len(a)) for q, a in seqs])
+        mask = torch.tensor([[1] * (len(q) + len(a)) + [0] * (n - len(q) - len(a)) for q,
+                             a in seqs])
+        labels = torch.tensor([[-100] * len(q) + a + [-100] * (n - len(q) - len(a)) for q,
+                               a in seqs])
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
+            logits = model(input_ids=ids.to(model.device),
+                           attention_mask=mask.to(model.device)).logits.float().cpu()
         tgt = labels[:, 1:]
         lp = logits[:, :-1].log_softmax(-1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         keep = tgt != -100
@@ -122,7 +135,8 @@ def base_answers(p: RunParams,  # the run's parameters (its base, format, system
         free_memory()
         ntok = [len(t(a, add_special_tokens=False)["input_ids"]) for a in answers]
         write_atomic(tmp / "answers.json", json.dumps(
-            {"key": key, "base": base_identity(p), "generation": gen, "prompts": prompts, "conversations": convs,
+            {"key": key, "base": base_identity(p), "generation": gen, "prompts": prompts,
+             "conversations": convs,
              "answers": answers, "base_nll": nll,
              # re-tokenized length well under the limit: the answer ended (EOS or end of turn), it was not cut
              "finished": [0 < n < max_new_tokens - 4 for n in ntok]}, indent=1))
@@ -132,7 +146,8 @@ def base_answers(p: RunParams,  # the run's parameters (its base, format, system
 # %% ../nbs/04b_general.ipynb #0f1429d4
 def drift_stats(base_nll: list,  # per-prompt NLL of the base's answers under the base
                 ft_nll: list,  # the same under the finetuned model
-                threshold: float = 0.25,  # nats/token: a prompt whose NLL rose more than this counts as drifted
+                threshold: float = 0.25,
+                # nats/token: a prompt whose NLL rose more than this counts as drifted
                 z: float = 2.0,  # standard errors the mean must exceed to count
                 n_boot: int = 2000,  # bootstrap resamples over prompts
                 seed: int = 0,
@@ -147,12 +162,15 @@ def drift_stats(base_nll: list,  # per-prompt NLL of the base's answers under th
     lo, hi = boots[int(0.025 * n_boot)], boots[min(n_boot - 1, int(0.975 * n_boot))]
     return {"drift": mean, "ci95": [lo, hi], "stderr": se, "n": n, "threshold": threshold,
             "share_above_threshold": sum(x > threshold for x in d) / n,
-            "base_nll": sum(b for b, f in zip(base_nll, ft_nll) if b is not None and f is not None) / n,
-            "finetuned_nll": sum(f for b, f in zip(base_nll, ft_nll) if b is not None and f is not None) / n,
+            "base_nll": sum(b for b, f in zip(base_nll, ft_nll) if b is not None
+                            and f is not None) / n,
+            "finetuned_nll": sum(f for b, f in zip(base_nll, ft_nll) if b is not None
+                                 and f is not None) / n,
             "z": z, "verdict": "drifted" if mean > z * se else "within noise"}
 
 # %% ../nbs/04b_general.ipynb #7e6549c0
-def verdict(delta: float | None, se_base: float | None, se_ft: float | None, z: float = 2.0) -> str | None:
+def verdict(delta: float | None, se_base: float | None, se_ft: float | None,
+            z: float = 2.0) -> str | None:
     "gain, loss or within noise: |delta| against `z` combined standard errors; None without stderrs."
     if delta is None or se_base is None or se_ft is None: return None
     bar = z * math.sqrt(se_base ** 2 + se_ft ** 2)
@@ -169,10 +187,11 @@ def add_verdicts(rows: list[dict], z: float = 2.0) -> list[dict]:
 def drift_markdown(d: dict) -> str:
     "One paragraph saying the run's drift, its interval, the share of prompts above the threshold and the verdict."
     lo, hi = d["ci95"]
-    return (f"**Drift from the base** on {d['n']} general prompts: {d['drift']:+.3f} nats/token (95% CI {lo:+.3f} to "
-            f"{hi:+.3f}; base {d['base_nll']:.3f}, finetuned {d['finetuned_nll']:.3f} nats/token on the base's own "
-            f"answers); {d['share_above_threshold']:.0%} of prompts rose by more than {d['threshold']} nats/token. "
-            f"Verdict: **{d['verdict']}** (drift > {d['z']:g} stderr counts).\n")
+    return (f"**Drift from the base** on {d['n']} general prompts: {d['drift']:+.3f} nats/token "
+            f"(95% CI {lo:+.3f} to {hi:+.3f}; base {d['base_nll']:.3f}, finetuned "
+            f"{d['finetuned_nll']:.3f} nats/token on the base's own answers); "
+            f"{d['share_above_threshold']:.0%} of prompts rose by more than {d['threshold']} "
+            f"nats/token. Verdict: **{d['verdict']}** (drift > {d['z']:g} stderr counts).\n")
 
 # %% ../nbs/04b_general.ipynb #1226884a
 def whole_sentences(text: str) -> str:
@@ -192,8 +211,10 @@ def replay_rows(p: RunParams,  # the run's parameters
     try: convs = replay_prompts(name)
     except ValueError as e: raise ValueError(f"datasets: {path}: {e}") from None
     got = base_answers(p, convs, REPLAY_NEW_TOKENS, tok, log)
-    answers = [a.strip() if ok else whole_sentences(a) for a, ok in zip(got["answers"], got["finished"])]
-    return [{"messages": c + [{"role": "assistant", "content": a}]} for c, a in zip(got["conversations"], answers) if a]
+    answers = [a.strip() if ok else whole_sentences(a) for a, ok in zip(got["answers"],
+                                                                        got["finished"])]
+    return [{"messages": c + [{"role": "assistant", "content": a}]} for c,
+            a in zip(got["conversations"], answers) if a]
 
 # %% ../nbs/04b_general.ipynb #d558002e
 def _run_facts(run: Path) -> dict:
@@ -203,11 +224,13 @@ def _run_facts(run: Path) -> dict:
     m = json.loads((run / "metrics.json").read_text())
     p = yaml.safe_load((run / "params.yaml").read_text())
     return {"run": run.name, "command": (run / "command.txt").read_text().strip(),
-            "settings": {k: p.get(k) for k in ("seed", "max_steps", "per_device_train_batch_size", "learning_rate",
+            "settings": {k: p.get(k) for k in ("seed", "max_steps", "per_device_train_batch_size",
+                                               "learning_rate",
                                                "max_length", "datasets")},
             "sources": [{k: s.get(k) for k in ("label", "kind", "ratio", "rows_kept")}
                         for s in json.loads((run / "provenance.json").read_text())["sources"]],
-            "heldout": m.get("heldout", {}), "drift": {k: v for k, v in m.get("drift", {}).items() if k != "per_prompt"},
+            "heldout": m.get("heldout", {}), "drift": {k: v for k, v in m.get("drift", {}).items()
+                                                       if k != "per_prompt"},
             "leaderboard": [r for r in m["table"] if r["key"].startswith("leaderboard.")],
             "samples": json.loads((run / "samples.json").read_text())["samples"]}
 
@@ -215,15 +238,19 @@ def _run_facts(run: Path) -> dict:
 def replay_record(without: str | Path,  # finished run folder, no replay source
                   with_replay: str | Path,  # the same run with a replay source
                   out: str | Path,  # new folder for record.json and README.md
-                  max_heldout_drop: float = 0.05,  # the goal: held-out exact match at most this much below `without`
+                  max_heldout_drop: float = 0.05,
+                  # the goal: held-out exact match at most this much below `without`
                  ) -> dict:
     "Compare two runs, without and with replay; write `record.json` and `README.md` into `out` (which must not exist)."
     out = Path(out)
-    if out.exists(): raise FileExistsError(f"{out} exists; a record is never overwritten: pick a new folder")
+    if out.exists(): raise FileExistsError(f"{out} exists; a record is never overwritten: pick a "
+                                           "new folder")
     a, b = _run_facts(without), _run_facts(with_replay)
-    if "base" not in a["heldout"]: raise ValueError(f"{without}: the base was not evaluated (eval_base: false)")
+    if "base" not in a["heldout"]: raise ValueError(f"{without}: the base was not evaluated "
+                                                    "(eval_base: false)")
     ea, eb = a["heldout"]["finetuned"]["exact_match"], b["heldout"]["finetuned"]["exact_match"]
-    goal = {"heldout_within": max_heldout_drop, "heldout_drop": ea - eb, "heldout_ok": ea - eb <= max_heldout_drop,
+    goal = {"heldout_within": max_heldout_drop, "heldout_drop": ea - eb,
+            "heldout_ok": ea - eb <= max_heldout_drop,
             "drift_without": a["drift"].get("verdict"), "drift_with": b["drift"].get("verdict"),
             "drift_ok": b["drift"].get("verdict") == "within noise"}
     rec = {"without": a, "with_replay": b, "goal": goal}
@@ -239,28 +266,41 @@ def record_markdown(rec: dict) -> str:
     a, b, g = rec["without"], rec["with_replay"], rec["goal"]
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"
     out = [f"# Replay against forgetting: {a['run']} vs {b['run']}",
-           "Written by `sft_demos.general.replay_record` from the two run folders (`runs/" + a["run"] + "`, `runs/"
+           "Written by `sft_demos.general.replay_record` from the two run folders (`runs/"
+           + a["run"] + "`, `runs/"
            + b["run"] + "`).",
-           f"- without replay: `{a['command']}`; sources " + ", ".join(f"{s['label']} ({s['rows_kept']} rows)"
+           f"- without replay: `{a['command']}`; sources " + ", ".join(f"{s['label']} "
+                                                                       f"({s['rows_kept']} rows)"
                                                                        for s in a["sources"]),
-           f"- with replay: `{b['command']}`; sources " + ", ".join(f"{s['label']} (ratio {s['ratio']}, "
-                                                                    f"{s['rows_kept']} rows)" for s in b["sources"])]
+           f"- with replay: `{b['command']}`; sources " + ", ".join(f"{s['label']} (ratio "
+                                                                    f"{s['ratio']}, "
+                                                                    f"{s['rows_kept']} rows)"
+                                                                    for s in b["sources"])]
     ha, hb = a["heldout"], b["heldout"]
     fams = list(ha["finetuned"]["families"])
     rows = [{"held-out exact match": f, "base": pct(ha["base"]["families"][f]["exact_match"]),
              "finetuned": pct(ha["finetuned"]["families"][f]["exact_match"]),
-             "finetuned + replay": pct(hb["finetuned"]["families"].get(f, {}).get("exact_match"))} for f in fams]
+             "finetuned + replay": pct(hb["finetuned"]["families"].get(f, {}).get("exact_match"))}
+            for f in fams]
     rows.append({"held-out exact match": "**all**", "base": pct(ha["base"]["exact_match"]),
-                 "finetuned": pct(ha["finetuned"]["exact_match"]), "finetuned + replay": pct(hb["finetuned"]["exact_match"])})
+                 "finetuned": pct(ha["finetuned"]["exact_match"]),
+                 "finetuned + replay": pct(hb["finetuned"]["exact_match"])})
     out += ["## Held-out exact match (%)", md_table(rows, list(rows[0]), align="lrrr")]
-    d = [{"run": name, "drift (nats/token)": f"{x['drift']:+.3f}", "95% CI": f"{x['ci95'][0]:+.3f} to {x['ci95'][1]:+.3f}",
-          f"prompts above {x['threshold']}": f"{x['share_above_threshold']:.0%}", "verdict": x["verdict"]}
+    d = [{"run": name, "drift (nats/token)": f"{x['drift']:+.3f}", "95% CI": f"{x['ci95'][0]:+.3f} "
+                                                                             "to "
+                                                                             f"{x['ci95'][1]:+.3f}",
+          f"prompts above {x['threshold']}": f"{x['share_above_threshold']:.0%}",
+          "verdict": x["verdict"]}
          for name, x in [("finetuned", a["drift"]), ("finetuned + replay", b["drift"])] if x]
-    out += ["## Drift from the base on the bundled general prompts", md_table(d, list(d[0]), align="lrrrl") if d else "-"]
-    lb = [{"metric": ra["metric"], "base": pct(ra.get("base")), "finetuned": pct(ra.get("finetuned")),
-           "delta": "-" if ra.get("delta") is None else f"{100 * ra['delta']:+.1f}", "verdict": ra.get("verdict", "-"),
+    out += ["## Drift from the base on the bundled general prompts",
+            md_table(d, list(d[0]), align="lrrrl") if d else "-"]
+    lb = [{"metric": ra["metric"], "base": pct(ra.get("base")),
+           "finetuned": pct(ra.get("finetuned")),
+           "delta": "-" if ra.get("delta") is None else f"{100 * ra['delta']:+.1f}",
+           "verdict": ra.get("verdict", "-"),
            "finetuned + replay": pct(rb.get("finetuned")),
-           "delta ": "-" if rb.get("delta") is None else f"{100 * rb['delta']:+.1f}", "verdict ": rb.get("verdict", "-")}
+           "delta ": "-" if rb.get("delta") is None else f"{100 * rb['delta']:+.1f}",
+           "verdict ": rb.get("verdict", "-")}
           for ra, rb in zip(a["leaderboard"], b["leaderboard"])]
     if lb:
         out += ["## Leaderboard smoke set (bundled mini-sets: a smoke test, 16 questions a task)",
@@ -272,22 +312,24 @@ def record_markdown(rec: dict) -> str:
                 for name, txt in [("base", sa.get("base")), ("finetuned", sa.get("finetuned")),
                                   ("finetuned + replay", sb.get("finetuned"))]]
     out += ["## The goal",
-            f"- held-out exact match within {100 * g['heldout_within']:.0f} points of the run without replay: "
-            f"{'yes' if g['heldout_ok'] else 'no'} ({100 * g['heldout_drop']:+.1f} points lost)",
-            f"- drift within noise: {'yes' if g['drift_ok'] else 'no'} (without replay: {g['drift_without']}; "
-            f"with replay: {g['drift_with']})"]
+            f"- held-out exact match within {100 * g['heldout_within']:.0f} points of the run "
+            f"without replay: {'yes' if g['heldout_ok'] else 'no'} ({100 * g['heldout_drop']:+.1f} "
+            "points lost)",
+            f"- drift within noise: {'yes' if g['drift_ok'] else 'no'} (without replay: "
+            f"{g['drift_without']}; with replay: {g['drift_with']})"]
     return "\n\n".join(out) + "\n"
 
 # %% ../nbs/04b_general.ipynb #39b15a5b
 def record_main(argv: list[str] | None = None) -> int:
     "`python -m sft_demos.general WITHOUT WITH_REPLAY OUT`: write a replay record."
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m sft_demos.general", description=record_main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m sft_demos.general",
+                                 description=record_main.__doc__)
     ap.add_argument("without"); ap.add_argument("with_replay"); ap.add_argument("out")
     a = ap.parse_args(argv)
     rec = replay_record(a.without, a.with_replay, a.out)
-    print(f"{a.out}/README.md: held-out drop {100 * rec['goal']['heldout_drop']:+.1f} points, drift "
-          f"{rec['goal']['drift_without']} -> {rec['goal']['drift_with']}")
+    print(f"{a.out}/README.md: held-out drop {100 * rec['goal']['heldout_drop']:+.1f} points, "
+          f"drift {rec['goal']['drift_without']} -> {rec['goal']['drift_with']}")
     return 0
 
 if __name__ == "__main__" and "__file__" in globals(): raise SystemExit(record_main())

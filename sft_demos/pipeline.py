@@ -22,8 +22,9 @@ def nbs_dir() -> Path:
     "Folder holding the stage notebooks: `$SFT_DEMOS_NBS`, else the checkout's `nbs/`."
     d = Path(os.environ.get("SFT_DEMOS_NBS", Path(__file__).resolve().parents[1] / "nbs"))
     if not d.is_dir():
-        raise FileNotFoundError(f"Stage notebooks not found in {d}: install sft-demos from a checkout "
-                                f"(pip install -e .) or point SFT_DEMOS_NBS at its nbs/ folder")
+        raise FileNotFoundError(f"Stage notebooks not found in {d}: install sft-demos from a "
+                                "checkout (pip install -e .) or point SFT_DEMOS_NBS at its nbs/ "
+                                "folder")
     return d
 
 # %% ../nbs/07_pipeline.ipynb #949eb1ad
@@ -43,7 +44,8 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIV
 def secret_values(env: dict | None = None) -> list[str]:
     "Values of secret-looking environment variables (8+ characters)."
     env = os.environ if env is None else env
-    return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8}, key=len, reverse=True)
+    return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8}, key=len,
+                  reverse=True)
 
 # %% ../nbs/07_pipeline.ipynb #796aff5f
 def redact_secrets(run_dir: Path, secrets: list[str] | None = None) -> int:
@@ -78,7 +80,8 @@ def cell_directives(source: str  # a code cell's source
 def is_stage_cell(cell) -> bool:
     "Whether the runner executes `cell`: the `parameters` cell and code cells marked `#| stage`."
     if cell.get("cell_type") != "code": return False
-    return "parameters" in cell.get("metadata", {}).get("tags", []) or "stage" in cell_directives(cell["source"])
+    return "parameters" in cell.get("metadata", {}).get("tags",
+                                                        []) or "stage" in cell_directives(cell["source"])
 
 # %% ../nbs/07_pipeline.ipynb #28f12194
 def stage_only(nb,  # a stage notebook (nbformat)
@@ -87,12 +90,14 @@ def stage_only(nb,  # a stage notebook (nbformat)
     "The notebook the runner executes: the title, the `parameters` cell and the `#| stage` cells of `nb`."
     import copy
     out = copy.deepcopy(nb)
-    out.cells = [c for i, c in enumerate(out.cells) if is_stage_cell(c) or (i == 0 and c.cell_type == "markdown")]
+    out.cells = [c for i, c in enumerate(out.cells) if is_stage_cell(c)
+                 or (i == 0 and c.cell_type == "markdown")]
     n_params = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in out.cells)
     n_stage = sum(c.cell_type == "code" for c in out.cells) - n_params
     if n_params != 1 or n_stage < 1:
-        raise ValueError(f"{name}: a stage notebook needs one cell tagged `parameters` and cells marked `#| stage` "
-                         f"(found {n_params} parameters cells, {n_stage} stage cells)")
+        raise ValueError(f"{name}: a stage notebook needs one cell tagged `parameters` and cells "
+                         f"marked `#| stage` (found {n_params} parameters cells, {n_stage} stage "
+                         "cells)")
     return out
 
 # %% ../nbs/07_pipeline.ipynb #aed2079d
@@ -105,7 +110,8 @@ def _failing_cell(nb_path: Path) -> str:
     import nbformat
     nb = nbformat.read(nb_path, as_version=4)
     for c in nb.cells:
-        if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", [])):
+        if c.cell_type == "code" and any(o.get("output_type") == "error"
+                                         for o in c.get("outputs", [])):
             return next((l for l in c.source.strip().split("\n") if not _DIRECTIVE.match(l)), "?")
     return "?"
 
@@ -129,7 +135,8 @@ def execute_stage(stage: str,  # stage name
                   notebook: Path,  # stage notebook to execute
                   run_dir: Path,  # run folder; the executed notebook is written here
                   params_path: Path,  # resolved params.yaml passed as the `params_from` parameter
-                  echo: bool = True,  # stream the stage's printed output (progress) to this terminal
+                  echo: bool = True,
+                  # stream the stage's printed output (progress) to this terminal
                  ) -> Path:
     "Execute the stage cells of one notebook with papermill into `run_dir`; raise `StageFailed` on error."
     import nbformat, papermill as pm
@@ -140,12 +147,14 @@ def execute_stage(stage: str,  # stage name
     try:
         with mock.patch.dict(os.environ,
                              runner_env(dict(os.environ))):  # the kernel inherits them; this process keeps its own
-            pm.execute_notebook(nb, str(out), parameters={"params_from": str(params_path), "run_dir": str(run_dir)},
-                                kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False,
+            pm.execute_notebook(nb, str(out), parameters={"params_from": str(params_path),
+                                                          "run_dir": str(run_dir)},
+                                kernel_name="python3", cwd=str(Path(notebook).parent),
+                                progress_bar=False,
                                 extra_arguments=KERNEL_ARGS, **streams)
     except pm.PapermillExecutionError as e:
-        raise StageFailed(f"Stage '{stage}' failed in {out} at the cell starting `{_failing_cell(out)}`: "
-                          f"{e.ename}: {e.evalue}") from None
+        raise StageFailed(f"Stage '{stage}' failed in {out} at the cell starting "
+                          f"`{_failing_cell(out)}`: {e.ename}: {e.evalue}") from None
     return out
 
 # %% ../nbs/07_pipeline.ipynb #1823addd
@@ -153,7 +162,8 @@ def _stage_list(p: RunParams, stages: list[str] | None, nbs: Path) -> list[tuple
     "Stages to run, in pipeline order, with their notebooks; stages whose notebook does not exist yet are left out."
     wanted = stages or p.stages
     for s in wanted:
-        if s not in STAGES: raise ParamsError(f"--stages: unknown stage '{s}'; stages are {', '.join(STAGES)}")
+        if s not in STAGES: raise ParamsError(f"--stages: unknown stage '{s}'; stages are "
+                                              f"{', '.join(STAGES)}")
     return [(s, nbs / STAGE_TABLE[s].notebook) for s in STAGES
             if s in wanted and (nbs / STAGE_TABLE[s].notebook).exists()]
 
@@ -172,7 +182,8 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
         run_dir = Path(resume)
         if not (run_dir / "params.yaml").exists():
             raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
-        if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set cannot change it")
+        if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set "
+                                   "cannot change it")
         p = load_params(str(run_dir / "params.yaml"))
         if not p.under_runner:  # a run folder from before `under_runner`
             p.under_runner = True
@@ -184,14 +195,16 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
     nbs = Path(notebooks) if notebooks else nbs_dir()
     todo = _stage_list(p, stages, nbs)
     from sft_demos.preflight import preflight, write_plan
-    plan = preflight(dataclasses.replace(p, stages=[s for s, _ in todo]), log)  # before any folder or stage
+    plan = preflight(dataclasses.replace(p, stages=[s for s, _ in todo]),
+                     log)  # before any folder or stage
     if plan.get("hub") == "unreachable":  # everything is cached: the stages read it without retrying the Hub
         log("the Hub cannot be reached: stages run with HF_HUB_OFFLINE=1 from the cache")
         os.environ["HF_HUB_OFFLINE"] = "1"
     if not resume:
         run_dir = new_run_dir(p.runs_dir, p.recipe)
         save_params(p, run_dir / "params.yaml")
-        (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe, *[f"--set {s}" for s in sets]])
+        (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe,
+                                                       *[f"--set {s}" for s in sets]])
                                              + "\n")
     run_dir = run_dir.resolve()
     if not (run_dir / "plan.json").exists(): write_plan(run_dir, plan)
@@ -215,7 +228,8 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
         t0 = time.time()
         try: execute_stage(stage, nb, run_dir, run_dir / "params.yaml", echo=echo)
         except BaseException as e:
-            status["stages"][stage].update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))
+            status["stages"][stage].update(state="failed", error=str(e),
+                                           seconds=round(time.time() - t0, 1))
             write_status(run_dir, status)
             redact_secrets(run_dir)
             raise
@@ -231,23 +245,28 @@ SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, impor
     "export": ("sft_demos.export:export_main",
                "GGUF files for llama.cpp and Ollama from a finished run, checked by llama.cpp"),
     "bench": ("sft_demos.bench:bench_main",
-              "benchmark training throughput, serving variants, and time to quality against the reference recipe"),
+              "benchmark training throughput, serving variants, and time to quality against the "
+              "reference recipe"),
 }
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="sft-demos",
-                                 description="QLoRA supervised finetuning, run as papermill-executed notebooks.")
+                                 description="QLoRA supervised finetuning, run as "
+                                             "papermill-executed notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", allow_abbrev=False, help="run the pipeline for a recipe",
-                       description="Run the stages of a recipe into a new runs/<time>_<recipe>/ folder.")
+                       description="Run the stages of a recipe into a new runs/<time>_<recipe>/ "
+                                   "folder.")
     r.add_argument("recipe", nargs="?", default="tiny-cpu",
                    help="recipe name (see `sft-demos recipes`) or path to a YAML file")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter (repeatable); VALUE is YAML")
     r.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGES)}")
-    r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its own folder")
-    r.add_argument("--runs-dir", help="parent folder of run folders (default: the recipe's runs_dir, 'runs')")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its own "
+                                                       "folder")
+    r.add_argument("--runs-dir", help="parent folder of run folders (default: the recipe's "
+                                      "runs_dir, 'runs')")
     sub.add_parser("recipes", help="list the packaged recipes",
                    description="List the packaged recipes with a one-line description.")
     for name, (_, help) in SUBCOMMANDS.items(): sub.add_parser(name, help=help, add_help=False)

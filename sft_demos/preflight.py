@@ -30,7 +30,8 @@ def hub_offline() -> bool:
 def hub_cache_dir() -> Path:
     "The Hugging Face hub cache this process uses: `HF_HUB_CACHE`, else `$HF_HOME/hub` (read now)."
     if os.environ.get("HF_HUB_CACHE"): return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME",
+                                                            "~/.cache")) / "huggingface"
     return Path(home).expanduser() / "hub"
 
 # %% ../nbs/02a_preflight.ipynb #95fd56b0
@@ -51,7 +52,8 @@ HUB_TIMEOUT = 5.0  # seconds for one metadata call to the Hub
 class HubProbe:
     "One metadata call per repo with a short timeout and no retries; after a connection error no further calls."
     def __init__(self, timeout: float = HUB_TIMEOUT):
-        self.timeout, self.state, self.error = timeout, ("offline" if hub_offline() else "online"), None
+        self.timeout, self.state, self.error = timeout, ("offline" if hub_offline()
+                                                         else "online"), None
 
     def info(self, repo_id: str, repo_type: str, revision: str | None):
         "The repo's `ModelInfo`/`DatasetInfo`, or None when offline or unreachable; not-found and gated errors raise."
@@ -60,23 +62,28 @@ class HubProbe:
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
         api = HfApi()
         call = api.model_info if repo_type == "model" else api.dataset_info
-        try: return call(repo_id, revision=revision, timeout=self.timeout)  # one GET: model_info does not retry
-        except (RepositoryNotFoundError, RevisionNotFoundError): raise  # the Hub's own answers (gated is one)
+        try: return call(repo_id, revision=revision,
+                         timeout=self.timeout)  # one GET: model_info does not retry
+        except (RepositoryNotFoundError,
+                RevisionNotFoundError): raise  # the Hub's own answers (gated is one)
         except Exception as e:  # refused, DNS, timeout, a proxy's error page: no Hub answer
             self.state, self.error = "unreachable", e
         return None
 
 # %% ../nbs/02a_preflight.ipynb #85c3d515
-def cached_snapshot(repo_id: str, repo_type: str = "model", revision: str | None = None) -> Path | None:
+def cached_snapshot(repo_id: str, repo_type: str = "model",
+                    revision: str | None = None) -> Path | None:
     "The cached snapshot folder of a Hub repo at `revision` (a branch resolved through the cache's refs), or None."
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
-    try: return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_files_only=True,
+    try: return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision,
+                                       local_files_only=True,
                                        cache_dir=hub_cache_dir()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError): return None
 
 # %% ../nbs/02a_preflight.ipynb #de483c5a
-def cached_revision(repo_id: str, repo_type: str = "model", revision: str | None = None) -> str | None:
+def cached_revision(repo_id: str, repo_type: str = "model",
+                    revision: str | None = None) -> str | None:
     "The commit the cache's refs resolve `revision` (default main) to, or None when not cached."
     snap = cached_snapshot(repo_id, repo_type, revision)
     return snap.name if snap else None  # the hub cache names a snapshot folder by its commit
@@ -95,18 +102,21 @@ def _download_cmd(repo_id: str, repo_type: str, revision: str | None) -> str:
             + (f" --revision {revision}" if revision else ""))
 
 # %% ../nbs/02a_preflight.ipynb #0cff4989
-def fetch_hint(repo_id: str, repo_type: str, revision: str | None, state: str, why: str = "") -> str:
+def fetch_hint(repo_id: str, repo_type: str, revision: str | None, state: str,
+               why: str = "") -> str:
     "What to do about a Hub repo that is not in the cache, for the Hub's state (offline, unreachable, online)."
     cmd = _download_cmd(repo_id, repo_type, revision)
     steps = [f"fetch it with `{cmd}` (or `huggingface-cli download ...` with older clients)"]
     if state == "offline": steps.append("or unset HF_HUB_OFFLINE so the stage downloads it")
-    if state == "unreachable": steps.append("where the Hub can be reached, then copy the cache (HF_HOME) here")
+    if state == "unreachable": steps.append("where the Hub can be reached, then copy the cache "
+                                            "(HF_HOME) here")
     if repo_id.split("/")[0] in GATED_ORGS or "gated" in why:
-        steps.append(f"it is a gated repo: accept its licence at https://huggingface.co/{repo_id} and log in "
-                     "(`hf auth login`) or set HF_TOKEN")
+        steps.append(f"it is a gated repo: accept its licence at https://huggingface.co/{repo_id} "
+                     "and log in (`hf auth login`) or set HF_TOKEN")
     return "; ".join(steps)
 
-GATED_ORGS = ("meta-llama",)  # orgs whose repos are gated: a download needs an accepted licence and a token
+GATED_ORGS = ("meta-llama",
+              )  # orgs whose repos are gated: a download needs an accepted licence and a token
 
 # %% ../nbs/02a_preflight.ipynb #7f561ca6
 def check_hub(role: str, repo_id: str, repo_type: str, revision: str | None, probe: HubProbe,
@@ -125,8 +135,8 @@ def check_hub(role: str, repo_id: str, repo_type: str, revision: str | None, pro
         s.found, s.fix = False, f"revision '{revision}' does not exist on the Hub; set a branch, tag or commit it has"
         return s
     except RepositoryNotFoundError:
-        if not s.found: s.fix = (f"no {repo_type} repo '{repo_id}' on the Hub (or it is private: log in with "
-                                 "`hf auth login` or set HF_TOKEN); check the id")
+        if not s.found: s.fix = (f"no {repo_type} repo '{repo_id}' on the Hub (or it is private: "
+                                 "log in with `hf auth login` or set HF_TOKEN); check the id")
         return s
     if info is not None:
         s.revision = info.sha
@@ -153,27 +163,34 @@ def check_model(p: RunParams, probe: HubProbe) -> list[Source]:
         key = name.split(":", 1)[1]
         ok = key in EMBEDDED
         return [Source("model", name, "embedded", ok, "built into sft_demos" if ok else None, None,
-                       None if ok else f"unknown embedded base; the ones there are: {', '.join(EMBEDDED)}")]
+                       None if ok else "unknown embedded base; the ones there are: "
+                                       f"{', '.join(EMBEDDED)}")]
     if is_gguf(name):
         try: g = gguf_provenance(name)
-        except (ParamsError, FileNotFoundError) as e: return [Source("model", name, "gguf", fix=str(e))]
+        except (ParamsError, FileNotFoundError) as e: return [Source("model", name, "gguf",
+                                                                     fix=str(e))]
         pkg = f" (package {g['distribution']} {g['version']})" if "version" in g else ""
         return [Source("model", name, "gguf", True, g["gguf_file"] + pkg, g["sha256"][:12])]
     if Path(name).expanduser().is_dir():
         d = Path(name).expanduser()
         out = [Source("model", name, "folder", (d / "config.json").is_file(), str(d.resolve()))]
         if not out[0].found: out[0].fix = f"{d} has no config.json: point model_name_or_path at a saved model folder"
-        tok = any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+        tok = any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
+                                              "tokenizer.model"))
         out.append(Source("tokenizer", name, "folder", tok, str(d.resolve()) if tok else None, None,
-                          None if tok else f"{d} has no tokenizer files (tokenizer.json / tokenizer_config.json)"))
+                          None if tok else f"{d} has no tokenizer files (tokenizer.json / "
+                                           "tokenizer_config.json)"))
         return out
     if name.startswith((".", "/", "~")):
-        return [Source("model", name, "folder", fix=f"no such folder {name}; give a saved model folder or a Hub id")]
+        return [Source("model", name, "folder", fix=f"no such folder {name}; give a saved model "
+                                                    "folder or a Hub id")]
     m = check_hub("model", name, "model", p.revision, probe, need=("config.json",))
-    t = replace(m, role="tokenizer", fix=None if m.found else "in the model's repo: fetched with it")
+    t = replace(m, role="tokenizer", fix=None if m.found else "in the model's repo: fetched with "
+                                                              "it")
     if m.found and m.where and m.where.startswith("/"):
         snap = Path(m.where)
-        t.found = any((snap / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+        t.found = any((snap / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
+                                                    "tokenizer.model"))
         if not t.found: t.where, t.fix = None, f"the cached snapshot {snap} has no tokenizer files; " + fetch_hint(
             name, "model", p.revision, probe.state)
     return [m, t]
@@ -184,18 +201,23 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
     fix_path = f"`--set datasets.{i}.path=FILE` (a local jsonl/json/csv/parquet file or folder)"
     if ds.path.startswith("embedded:"):
         ok = ds.path == "embedded:tasks"
-        return Source("dataset", ds.path, "embedded", ok, "sft_demos.taskworld" if ok else None, None,
-                      None if ok else "unknown embedded dataset; the one there is is 'embedded:tasks'")
+        return Source("dataset", ds.path, "embedded", ok, "sft_demos.taskworld" if ok else None,
+                      None,
+                      None if ok else "unknown embedded dataset; the one there is is "
+                                      "'embedded:tasks'")
     if ds.path.startswith("replay:"):  # the base's answers to a prompt file (sft_demos.general.replay_rows)
         from sft_demos.general import GENERAL_DIR
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
-        return Source("dataset", ds.path, "replay", f.is_file(), str(f.resolve()) if f.is_file() else None, None,
-                      None if f.is_file() else f"no such prompt file {f}; use replay:general or replay:FILE (.json/.jsonl)")
+        return Source("dataset", ds.path, "replay", f.is_file(), str(f.resolve()) if f.is_file()
+                      else None, None,
+                      None if f.is_file() else f"no such prompt file {f}; use replay:general or "
+                                               "replay:FILE (.json/.jsonl)")
     p = Path(ds.path).expanduser()
     if p.is_file(): return Source("dataset", ds.path, "file", True, str(p.resolve()))
     if p.is_dir(): return Source("dataset", ds.path, "folder", True, str(p.resolve()))
-    if ds.path.startswith((".", "/", "~")) or p.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
+    if ds.path.startswith((".", "/", "~")) or p.suffix.lower() in (".jsonl", ".json", ".csv",
+                                                                   ".parquet"):
         return Source("dataset", ds.path, "file", fix=f"no such file or folder; {fix_path}")
     s = check_hub("dataset", ds.path, "dataset", ds.revision, probe)
     if not s.found: s.fix = f"{s.fix}; or download it elsewhere and {fix_path}"
@@ -205,7 +227,8 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
 def check_sources(p: RunParams, timeout: float = HUB_TIMEOUT) -> tuple[list[Source], HubProbe]:
     "Every source the run needs (model, tokenizer, each dataset), checked with at most one Hub call each."
     probe = HubProbe(timeout)
-    return check_model(p, probe) + [check_dataset(d, i, probe) for i, d in enumerate(p.datasets)], probe
+    return check_model(p, probe) + [check_dataset(d, i, probe) for i,
+                                    d in enumerate(p.datasets)], probe
 
 # %% ../nbs/02a_preflight.ipynb #f7ca7a21
 def sources_text(sources: list[Source], probe: HubProbe) -> str:
@@ -215,18 +238,21 @@ def sources_text(sources: list[Source], probe: HubProbe) -> str:
            "online": "online"}[probe.state]
     lines = [f"sources ({hub}):"]
     for s in sources:
-        if s.found: lines.append(f"  ok      {s.role} {s.name}: {s.where}" + (f" @ {s.revision}" if s.revision else ""))
+        if s.found: lines.append(f"  ok      {s.role} {s.name}: {s.where}"
+                                 + (f" @ {s.revision}" if s.revision else ""))
         else: lines.append(f"  MISSING {s.role} {s.name}: {s.fix}")
     return "\n".join(lines)
 
 # %% ../nbs/02a_preflight.ipynb #76a42f9c
-def require_sources(p: RunParams, log=print, timeout: float = HUB_TIMEOUT) -> tuple[list[Source], str]:
+def require_sources(p: RunParams, log=print,
+                    timeout: float = HUB_TIMEOUT) -> tuple[list[Source], str]:
     "Check every source; print where each was found; raise `PreflightError` naming all the missing ones together."
     sources, probe = check_sources(p, timeout)
     text = sources_text(sources, probe)
     if any(not s.found for s in sources):
         n = sum(not s.found for s in sources)
-        raise PreflightError(f"{n} source{'s' * (n > 1)} of this run cannot be found, nothing was started:\n{text}")
+        raise PreflightError(f"{n} source{'s' * (n > 1)} of this run cannot be found, nothing was "
+                             f"started:\n{text}")
     log(text)
     return sources, probe.state
 
@@ -240,7 +266,8 @@ def model_config(p: RunParams, sources: list[Source] | None = None):
         from transformers import LlamaConfig
         e = EMBEDDED[name.split(":", 1)[1]]
         return LlamaConfig(**{k: e[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers",
-                                                "num_attention_heads", "intermediate_size", "max_position_embeddings")})
+                                                "num_attention_heads", "intermediate_size",
+                                                "max_position_embeddings")})
     from sft_demos.model import gguf_file, is_gguf
     if is_gguf(name):
         f = gguf_file(name)
@@ -254,13 +281,15 @@ def param_counts(cfg, p: RunParams) -> dict:
     "Parameters of a config's model built on the meta device (no memory): total, in quantizable linears, in LoRA."
     import torch
     from transformers import AutoModelForCausalLM
-    with torch.device("meta"): m = AutoModelForCausalLM.from_config(cfg, trust_remote_code=p.trust_remote_code)
+    with torch.device("meta"): m = AutoModelForCausalLM.from_config(cfg,
+                                                                    trust_remote_code=p.trust_remote_code)
     head = m.get_output_embeddings()
     lin = [(n, x) for n, x in m.named_modules() if isinstance(x, torch.nn.Linear) and x is not head]
     every = "all-linear" in p.lora_target_modules
     lora = sum(p.lora_r * (x.in_features + x.out_features) for n, x in lin
                if every or n.split(".")[-1] in p.lora_target_modules)
-    return {"total": sum(t.numel() for t in m.parameters()), "linear": sum(x.weight.numel() for _, x in lin),
+    return {"total": sum(t.numel() for t in m.parameters()),
+            "linear": sum(x.weight.numel() for _, x in lin),
             "lora": lora, "tied_embeddings": bool(getattr(cfg, "tie_word_embeddings", False))}
 
 # %% ../nbs/02a_preflight.ipynb #23a7dbf7
@@ -271,14 +300,18 @@ def _shape(cfg) -> dict:
          or h * getattr(cfg, "expansion_ratio", 4))
     heads = cfg.num_attention_heads
     kv = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_kv_heads", None) or heads
-    return {"hidden": h, "mlp": i, "kv": h * kv // heads, "layers": cfg.num_hidden_layers, "vocab": cfg.vocab_size}
+    return {"hidden": h, "mlp": i, "kv": h * kv // heads, "layers": cfg.num_hidden_layers,
+            "vocab": cfg.vocab_size}
 
 # %% ../nbs/02a_preflight.ipynb #2e2c8760
-NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256),  # double quant: 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
+NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256),
+             # double quant: 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
              False: 0.5 + 4 / 64}  # fp32 absmax per block of 64
-ACT_PER_TOKEN_LAYER = (14, 6, 3)  # tensors saved for backward per token and layer, in units of (hidden, mlp, kv) width
+ACT_PER_TOKEN_LAYER = (14, 6,
+                       3)  # tensors saved for backward per token and layer, in units of (hidden, mlp, kv) width
 LOGIT_COPIES = 3  # float32 logits, their log-softmax and its gradient live at once at the loss
-OVERHEAD = {"cpu": 0.6 * 2**30,  # the training process before the model: Python, torch, transformers, trl, datasets
+OVERHEAD = {"cpu": 0.6 * 2**30,
+            # the training process before the model: Python, torch, transformers, trl, datasets
             "cuda": 0.0}  # torch's allocator counters exclude the CUDA context, which the budget leaves aside
 CUDA_CONTEXT = 0.5 * 2**30  # kept free on each GPU for the CUDA context and kernels
 
@@ -296,14 +329,18 @@ def memory_plan(cfg, p: RunParams, device: str = "cpu", counts: dict | None = No
     tokens = p.per_device_train_batch_size * p.max_length
     a, b, k = ACT_PER_TOKEN_LAYER
     layer = tokens * (a * sh["hidden"] + b * sh["mlp"] + k * sh["kv"]) * cd
-    terms = {"weights": weights, "lora_and_optimizer": c["lora"] * 16,  # fp32 weight, grad, AdamW exp_avg, exp_avg_sq
-             "activations": (tokens * sh["layers"] * sh["hidden"] * cd + layer) if p.gradient_checkpointing
+    terms = {"weights": weights, "lora_and_optimizer": c["lora"] * 16,
+             # fp32 weight, grad, AdamW exp_avg, exp_avg_sq
+             "activations": (tokens * sh["layers"] * sh["hidden"] * cd + layer)
+             if p.gradient_checkpointing
              else layer * sh["layers"],
              "logits": LOGIT_COPIES * tokens * sh["vocab"] * 4, "overhead": OVERHEAD[device]}
-    return {"device": device, "params": c, "shape": sh, "tokens_per_micro_batch": tokens, "compute_bytes": cd,
+    return {"device": device, "params": c, "shape": sh, "tokens_per_micro_batch": tokens,
+            "compute_bytes": cd,
             "terms": {k: int(v) for k, v in terms.items()}, "total": int(sum(terms.values())),
             "activations_without_checkpointing": int(layer * sh["layers"]),
-            "activations_with_checkpointing": int(tokens * sh["layers"] * sh["hidden"] * cd + layer)}
+            "activations_with_checkpointing": int(tokens * sh["layers"] * sh["hidden"] * cd
+                                                  + layer)}
 
 # %% ../nbs/02a_preflight.ipynb #f7b88e27
 def memory_budget() -> dict:
@@ -311,9 +348,10 @@ def memory_budget() -> dict:
     import torch
     if torch.cuda.is_available():
         free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
-        return {"device": "cuda", "per_process": int(min(free) - CUDA_CONTEXT), "devices": len(free),
-                "source": f"torch.cuda.mem_get_info: free bytes on {len(free)} GPU(s), less {CUDA_CONTEXT / 2**30:g} "
-                          "GiB for the CUDA context"}
+        return {"device": "cuda", "per_process": int(min(free) - CUDA_CONTEXT),
+                "devices": len(free),
+                "source": f"torch.cuda.mem_get_info: free bytes on {len(free)} GPU(s), less "
+                          f"{CUDA_CONTEXT / 2**30:g} GiB for the CUDA context"}
     import psutil
     return {"device": "cpu", "per_process": int(psutil.virtual_memory().available), "devices": 1,
             "source": "psutil.virtual_memory().available"}
@@ -322,7 +360,8 @@ def memory_budget() -> dict:
 def fitting_settings(cfg, p: RunParams, budget: dict, counts: dict) -> list[dict]:
     "The nearest settings that fit `budget`: checkpointing on, the largest batch that fits, a shorter `max_length`."
     def fits(**kw):
-        return memory_plan(cfg, replace(p, **kw), budget["device"], counts)["total"] <= budget["per_process"]
+        return memory_plan(cfg, replace(p, **kw), budget["device"],
+                           counts)["total"] <= budget["per_process"]
     out, gcs = [], [p.gradient_checkpointing] if p.gradient_checkpointing else [False, True]
     if not p.gradient_checkpointing and fits(gradient_checkpointing=True): out.append({"gradient_checkpointing": True})
     for g in gcs:
@@ -330,19 +369,23 @@ def fitting_settings(cfg, p: RunParams, budget: dict, counts: dict) -> list[dict
         while b >= 1 and not fits(gradient_checkpointing=g, per_device_train_batch_size=b): b //= 2
         if b >= 1:
             acc = math.ceil(p.gradient_accumulation_steps * p.per_device_train_batch_size / b)
-            out.append({**({"gradient_checkpointing": True} if g != p.gradient_checkpointing else {}),
+            out.append({**({"gradient_checkpointing": True} if g != p.gradient_checkpointing
+                           else {}),
                         "per_device_train_batch_size": b, "gradient_accumulation_steps": acc})
             break
     if not out:
         L = p.max_length // 2
-        while L >= 16 and not fits(gradient_checkpointing=True, per_device_train_batch_size=1, max_length=L): L //= 2
-        if L >= 16: out.append({"gradient_checkpointing": True, "per_device_train_batch_size": 1, "max_length": L,
+        while L >= 16 and not fits(gradient_checkpointing=True, per_device_train_batch_size=1,
+                                   max_length=L): L //= 2
+        if L >= 16: out.append({"gradient_checkpointing": True, "per_device_train_batch_size": 1,
+                                "max_length": L,
                                 "gradient_accumulation_steps": p.gradient_accumulation_steps
                                 * p.per_device_train_batch_size})
     return out
 
 # %% ../nbs/02a_preflight.ipynb #fa57f2ee
-RULE_FLOPS = {"cpu": 1e10, "cuda": 1e14}  # rule of thumb, FLOP/s per CPU core / per GPU, when no run has measured it
+RULE_FLOPS = {"cpu": 1e10,
+              "cuda": 1e14}  # rule of thumb, FLOP/s per CPU core / per GPU, when no run has measured it
 
 def tokens_per_s(p: RunParams, counts: dict, device: str) -> tuple[float, str]:
     "Training tokens/s: the profile stage's measure from the newest earlier run of the same base here, else a rule."
@@ -356,14 +399,18 @@ def tokens_per_s(p: RunParams, counts: dict, device: str) -> tuple[float, str]:
            f"model_name_or_path: '{p.model_name_or_path}'\n" not in prm: continue
         if rt.get("machine", {}).get("device", "cpu") != device: continue
         mode = "qlora" if p.load_in_4bit else "lora"
-        t = next((t for t in rt.get("training", []) if t.get("mode") == mode and t.get("tokens_per_s")), None)
+        t = next((t for t in rt.get("training", []) if t.get("mode") == mode
+                  and t.get("tokens_per_s")), None)
         if t: best = (float(t["tokens_per_s"]), f"measured by the profile stage of {f.parent.name}")
     if best: return best
     cores = os.cpu_count() or 1
     rate = RULE_FLOPS[device] * (cores if device == "cpu" else 1)
-    flops = (8 if p.gradient_checkpointing else 6) * counts["total"]  # forward 2N, backward 4N (+2N recompute)
-    return rate / flops, (f"rule of thumb: {RULE_FLOPS[device]:.0e} FLOP/s per {'core' if device == 'cpu' else 'GPU'}"
-                          f", {'8' if p.gradient_checkpointing else '6'} x parameters FLOPs per token")
+    flops = (8 if p.gradient_checkpointing
+             else 6) * counts["total"]  # forward 2N, backward 4N (+2N recompute)
+    return rate / flops, (f"rule of thumb: {RULE_FLOPS[device]:.0e} FLOP/s per "
+                          f"{'core' if device == 'cpu' else 'GPU'}, "
+                          f"{'8' if p.gradient_checkpointing else '6'} x parameters FLOPs per "
+                          "token")
 
 # %% ../nbs/02a_preflight.ipynb #c4e0cd4f
 def time_plan(p: RunParams, counts: dict, device: str) -> dict:
@@ -376,17 +423,20 @@ def time_plan(p: RunParams, counts: dict, device: str) -> dict:
     steps = p.max_steps if p.max_steps > 0 else (math.ceil(rows * (1 - p.eval_split_size) / seqs * p.num_train_epochs)
                                                  if rows else None)
     sec = steps * per_step / tps if steps else None
-    return {"tokens_per_s": round(tps, 1), "basis": basis, "tokens_per_step_max": per_step, "steps": steps,
+    return {"tokens_per_s": round(tps, 1), "basis": basis, "tokens_per_step_max": per_step,
+            "steps": steps,
             "seconds": round(sec, 1) if sec else None,
             "note": "upper bound: every sequence counted at max_length" if steps else
-                    "steps known after the data stage counts the rows; seconds per step given instead",
+                    "steps known after the data stage counts the rows; seconds per step given "
+                    "instead",
             "seconds_per_step": round(per_step / tps, 2)}
 
 # %% ../nbs/02a_preflight.ipynb #b34f3ac9
 def gib(n: float) -> str: return f"{n / 2**30:.2f} GiB"
 
 # %% ../nbs/02a_preflight.ipynb #ad5ff18b
-def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | None = None, cfg=None) -> dict:
+def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | None = None,
+             cfg=None) -> dict:
     "The run's memory and time plan, from the model's config alone, checked against the machine's budget."
     cfg = cfg or model_config(p, sources)
     budget = budget or memory_budget()
@@ -396,15 +446,18 @@ def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | N
     plan = {"model": p.model_name_or_path, "memory": mem, "budget": budget, "fits": fits,
             "time": time_plan(p, counts, budget["device"]),
             "settings": {k: getattr(p, k) for k in ("per_device_train_batch_size", "max_length",
-                                                    "gradient_checkpointing", "load_in_4bit", "lora_r",
+                                                    "gradient_checkpointing", "load_in_4bit",
+                                                    "lora_r",
                                                     "num_processes")}}
     if not fits:
         plan["fitting_settings"] = fitting_settings(cfg, p, budget, counts)
         if not plan["fitting_settings"]:
             need = mem["terms"]["weights"] + mem["terms"]["overhead"]
-            plan["needs"] = (f"the weights alone take {gib(need)}: run on a machine with more memory, or shard the "
-                             f"base over GPUs with --set num_processes=N --set distributed_type=fsdp "
-                             f"(N >= {math.ceil(need / max(budget['per_process'], 1))} of this budget each)")
+            plan["needs"] = (f"the weights alone take {gib(need)}: run on a machine with more "
+                             "memory, or shard the base over GPUs with --set num_processes=N "
+                             "--set distributed_type=fsdp (N >= "
+                             f"{math.ceil(need / max(budget['per_process'], 1))} of this budget "
+                             "each)")
     return plan
 
 # %% ../nbs/02a_preflight.ipynb #ea7d1e26
@@ -416,15 +469,17 @@ def plan_text(plan: dict) -> str:
     lines = [f"plan: {n['total'] / 1e6:,.1f}M parameters ({n['lora'] / 1e6:,.2f}M LoRA), "
              f"{m['tokens_per_micro_batch']} tokens per micro-batch",
              f"  memory per process: {gib(m['total'])} = {terms}",
-             f"  activations: {gib(m['activations_without_checkpointing'])} without gradient checkpointing, "
-             f"{gib(m['activations_with_checkpointing'])} with",
-             f"  budget: {gib(b['per_process'])} ({b['source']}): {'fits' if plan['fits'] else 'DOES NOT FIT'}"]
-    if t["seconds"]: lines.append(f"  time: ~{t['seconds'] / 60:,.1f} min for {t['steps']} steps at "
-                                  f"{t['tokens_per_s']:,} tokens/s ({t['basis']}; {t['note']})")
-    else: lines.append(f"  time: ~{t['seconds_per_step']} s per step at {t['tokens_per_s']:,} tokens/s "
-                       f"({t['basis']}; {t['note']})")
+             f"  activations: {gib(m['activations_without_checkpointing'])} without gradient "
+             f"checkpointing, {gib(m['activations_with_checkpointing'])} with",
+             f"  budget: {gib(b['per_process'])} ({b['source']}): "
+             f"{'fits' if plan['fits'] else 'DOES NOT FIT'}"]
+    if t["seconds"]: lines.append(f"  time: ~{t['seconds'] / 60:,.1f} min for {t['steps']} steps "
+                                  f"at {t['tokens_per_s']:,} tokens/s ({t['basis']}; {t['note']})")
+    else: lines.append(f"  time: ~{t['seconds_per_step']} s per step at {t['tokens_per_s']:,} "
+                       f"tokens/s ({t['basis']}; {t['note']})")
     for s in plan.get("fitting_settings", []):
-        lines.append("  fits with: " + " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
+        lines.append("  fits with: "
+                     + " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
                                                 for k, v in s.items()))
     if plan.get("needs"): lines.append(f"  {plan['needs']}")
     return "\n".join(lines)
@@ -435,13 +490,16 @@ def preflight(p: RunParams, log=print, budget: dict | None = None) -> dict:
     "the plan does not fit (unless `p.preflight` is off); returns the plan with the sources."
     t0 = time.time()
     sources, hub = require_sources(p, log)
-    plan = plan_run(p, sources, budget) if "train" in p.stages else {"fits": True, "note": "no train stage"}
+    plan = plan_run(p, sources, budget) if "train" in p.stages else {"fits": True, "note": "no "
+                                                                                           "train "
+                                                                                           "stage"}
     plan["sources"], plan["hub"] = [asdict(s) for s in sources], hub
     if "memory" in plan: log(plan_text(plan))
     plan["seconds"] = round(time.time() - t0, 2)
     if not plan["fits"]:
-        if p.preflight: raise PreflightError(f"this run does not fit the machine, nothing was started:\n"
-                                             f"{plan_text(plan)}\n(--set preflight=false runs it anyway)")
+        if p.preflight: raise PreflightError("this run does not fit the machine, nothing was "
+                                             f"started:\n{plan_text(plan)}\n(--set preflight=false "
+                                             "runs it anyway)")
         log("preflight=false: running although the plan does not fit")
     return plan
 
@@ -459,7 +517,8 @@ def plan_vs_measured(run_dir: Path) -> dict | None:
     if not ((d / "plan.json").is_file() and (d / "train_summary.json").is_file()): return None
     plan, ts = json.loads((d / "plan.json").read_text()), json.loads((d / "train_summary.json").read_text())
     if "memory" not in plan: return None
-    gpu = plan["memory"]["device"] == "cuda" and (ts.get("cuda_max_allocated_mb") or ts.get("peak_gpu_mb"))
+    gpu = plan["memory"]["device"] == "cuda" and (ts.get("cuda_max_allocated_mb")
+                                                  or ts.get("peak_gpu_mb"))
     measured = gpu or ts.get("peak_rss_mb")
     if not measured: return None
     est = plan["memory"]["total"] / 2**20

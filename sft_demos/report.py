@@ -20,7 +20,8 @@ __all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'IMAGE_TYPES', 'STAGE_FILES', 'LOS
 
 # %% ../nbs/06_report.ipynb #99e0487f
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
-WEIGHTS = ("adapter", "merged", "checkpoints", "checkpoint-*", "*.safetensors", "*.bin", "*.pt", "*.pth")
+WEIGHTS = ("adapter", "merged", "checkpoints", "checkpoint-*", "*.safetensors", "*.bin", "*.pt",
+           "*.pth")
 
 def run_recipe(run_dir: Path) -> str | None:
     "Recipe name recorded in a run folder's `params.yaml` (None when there is none)."
@@ -34,7 +35,8 @@ def finished(run_dir: str | Path) -> bool:
     if not st.is_file(): return False
     stages = json.loads(st.read_text()).get("stages", {})
     wanted = (yaml.safe_load(params.read_text()) or {}).get("stages") if params.is_file() else None
-    return bool(stages) and all(stages.get(s, {}).get("state") == "done" for s in (wanted or stages))
+    return bool(stages) and all(stages.get(s, {}).get("state") == "done"
+                                for s in (wanted or stages))
 
 # %% ../nbs/06_report.ipynb #bd1046d4
 def git_tracked(runs: list[Path]  # run folders sharing one parent
@@ -42,7 +44,8 @@ def git_tracked(runs: list[Path]  # run folders sharing one parent
     "The folders of `runs` that git tracks; all of them when their parent is not in a git checkout."
     import subprocess
     if not runs: return []
-    try: r = subprocess.run(["git", "-C", str(runs[0].parent), "ls-files", "-z", "--", "."], capture_output=True,
+    try: r = subprocess.run(["git", "-C", str(runs[0].parent), "ls-files", "-z", "--", "."],
+                            capture_output=True,
                             text=True)
     except FileNotFoundError: return list(runs)  # no git on this machine
     if r.returncode != 0: return list(runs)  # an installed package or a scratch folder: nothing to ask git
@@ -50,15 +53,18 @@ def git_tracked(runs: list[Path]  # run folders sharing one parent
     return [x for x in runs if x.name in tracked]
 
 # %% ../nbs/06_report.ipynb #d1317671
-def committed_runs(runs_dir: str | Path | None = None,  # parent of run folders (default: `runs/` in the checkout)
+def committed_runs(runs_dir: str | Path | None = None,
+                   # parent of run folders (default: `runs/` in the checkout)
                    recipe: str | None = None,  # only runs of this recipe
                    needs: list[str] = (),  # files each run must hold, relative to the run folder
-                   only_finished: bool = True,  # only runs with every stage done that git tracks (in a checkout)
+                   only_finished: bool = True,
+                   # only runs with every stage done that git tracks (in a checkout)
                   ) -> list[Path]:
     "Run folders under `runs_dir`, oldest first (their names start with the UTC time)."
     d = Path(runs_dir) if runs_dir is not None else ROOT / "runs"
     runs = sorted(r for r in d.iterdir() if (r / "params.yaml").is_file()) if d.is_dir() else []
-    runs = [r for r in runs if (recipe is None or run_recipe(r) == recipe) and all((r / f).exists() for f in needs)]
+    runs = [r for r in runs if (recipe is None or run_recipe(r) == recipe)
+            and all((r / f).exists() for f in needs)]
     return [r for r in git_tracked(runs) if finished(r)] if only_finished else runs
 
 # %% ../nbs/06_report.ipynb #d9caed06
@@ -95,7 +101,8 @@ def read_log_json(path: str | Path  # a `log.json`, or a trainer_state.json
             raise ValueError(f"{path}: neither JSON nor a Python literal ({e})") from None
     if isinstance(data, dict): data = data.get("log_history", [data])
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ValueError(f"{path}: expected a list of records or one record, got {type(data).__name__}")
+        raise ValueError(f"{path}: expected a list of records or one record, got "
+                         f"{type(data).__name__}")
     return data
 
 # %% ../nbs/06_report.ipynb #f4378ecf
@@ -118,11 +125,13 @@ def read_tb(path: str | Path  # an event file, or a folder searched recursively 
         ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
         ea.Reload()
         for tag in ea.Tags()["scalars"]:
-            for ev in ea.Scalars(tag): steps.setdefault(ev.step, {"step": ev.step})[_tag_key(tag)] = ev.value
+            for ev in ea.Scalars(tag): steps.setdefault(ev.step,
+                                                        {"step": ev.step})[_tag_key(tag)] = ev.value
     return [steps[s] for s in sorted(steps)]
 
 # %% ../nbs/06_report.ipynb #8cd1db1e
-SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
+SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
+                "train_loss")
 
 @dataclass
 class RunLog:
@@ -139,7 +148,8 @@ def history_frame(records: list[dict]  # log records; those without a step (tota
     import pandas as pd
     rows = [{k: v for k, v in r.items() if k not in SUMMARY_KEYS} for r in records if "step" in r]
     if not rows: return pd.DataFrame({"step": pd.Series(dtype="int64")})
-    return pd.DataFrame(rows).groupby("step", as_index=False).first().sort_values("step", ignore_index=True)
+    return pd.DataFrame(rows).groupby("step",
+                                      as_index=False).first().sort_values("step", ignore_index=True)
 
 # %% ../nbs/06_report.ipynb #e5524248
 def _summary(records: list[dict]) -> dict:
@@ -160,9 +170,11 @@ def read_run(run_dir: str | Path  # a run folder (ours or a reference run's), or
                     if "checkpoint" not in str(f.relative_to(run_dir)))
     if events and not any("step" in r and len(r) > 2 for r in records):
         tb = [r for f in events for r in read_tb(f)]
-        records, sources = tb + [r for r in records if "step" not in r], [*map(str, events), *sources]
+        records, sources = tb + [r for r in records
+                                 if "step" not in r], [*map(str, events), *sources]
     if not sources:
-        raise FileNotFoundError(f"{run_dir}: no log.json and no TensorBoard event files (has the train stage run?)")
+        raise FileNotFoundError(f"{run_dir}: no log.json and no TensorBoard event files (has the "
+                                "train stage run?)")
     return RunLog(run_dir.name, history_frame(records), _summary(records), sources)
 
 # %% ../nbs/06_report.ipynb #5c3bd3ce
@@ -188,7 +200,8 @@ def plot_loss(log: RunLog,  # the run's log
     if "learning_rate" in h:
         ax2 = ax.twinx()
         lr = h.dropna(subset=["learning_rate"])
-        sns.lineplot(x=lr.step, y=lr.learning_rate, ax=ax2, color="gray", linestyle="--", lw=1, label="learning rate",
+        sns.lineplot(x=lr.step, y=lr.learning_rate, ax=ax2, color="gray", linestyle="--", lw=1,
+                     label="learning rate",
                      legend=False)
         ax2.set_ylabel("learning rate")
         ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
@@ -229,7 +242,8 @@ def plot_compare(logs: list[RunLog],  # runs to overlay
         h = log.history.assign(x=lambda d: _x_values(d, x))
         if "loss" in h:
             t = h.dropna(subset=["loss"])
-            sns.lineplot(x=t.x, y=t.loss.rolling(smooth, min_periods=1).mean(), ax=ax, color=pal[lab], label=lab)
+            sns.lineplot(x=t.x, y=t.loss.rolling(smooth, min_periods=1).mean(), ax=ax,
+                         color=pal[lab], label=lab)
         if "eval_loss" in h:
             e = h.dropna(subset=["eval_loss"])
             ax.plot(e.x, e.eval_loss, color=pal[lab], linestyle="--", marker="o", ms=4)
@@ -265,25 +279,30 @@ def compare_output(out: str | Path  # `compare -o`: an image file, or a folder (
     if p.is_dir() or str(out).endswith(("/", os.sep)): return p / "compare.png"
     if not p.suffix: return p.with_name(p.name + ".png")
     if p.suffix.lower() in IMAGE_TYPES: return p
-    raise ValueError(f"-o {out}: not an image type matplotlib writes here; end it in one of {', '.join(IMAGE_TYPES)}, "
-                     "or give a folder")
+    raise ValueError(f"-o {out}: not an image type matplotlib writes here; end it in one of "
+                     f"{', '.join(IMAGE_TYPES)}, or give a folder")
 
 # %% ../nbs/06_report.ipynb #e429f985
 def compare_main(argv: list[str] | None = None  # command-line arguments after `compare`
                 ) -> int:
     "The `sft-demos compare` command: overlay the loss curves of several runs into one PNG."
     ap = argparse.ArgumentParser(prog="sft-demos compare", allow_abbrev=False,
-                                 description="Overlay the loss and learning-rate curves of several runs "
-                                 "(run folders with log.json and/or TensorBoard event files).")
+                                 description="Overlay the loss and learning-rate curves of several "
+                                 "runs (run folders with log.json and/or TensorBoard event files).")
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders to overlay")
     ap.add_argument("-o", "--output", default="compare.png",
                     help="image to write, or a folder to hold compare.png (default: compare.png)")
-    ap.add_argument("--x", choices=["step", "progress", "epoch"], default="step", help="x axis (default: step)")
-    ap.add_argument("--smooth", type=int, default=1, help="rolling-mean window for the train loss (default: 1)")
-    ap.add_argument("--label", action="append", help="legend label per run, in order (default: folder names)")
+    ap.add_argument("--x", choices=["step", "progress", "epoch"], default="step", help="x axis "
+                                                                                       "(default: "
+                                                                                       "step)")
+    ap.add_argument("--smooth", type=int, default=1, help="rolling-mean window for the train loss "
+                                                          "(default: 1)")
+    ap.add_argument("--label", action="append", help="legend label per run, in order (default: "
+                                                     "folder names)")
     a = ap.parse_args(argv)
     if a.label and len(a.label) != len(a.runs):
-        print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs", file=sys.stderr)
+        print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs",
+              file=sys.stderr)
         return 2
     try:
         out = compare_output(a.output)
@@ -355,7 +374,8 @@ def sec_header(r: RunFiles) -> str:
     if r.p: out.append(f"Recipe `{r.p.recipe}`: {r.p.description}.")
     if r.has("status.json"):
         st = r.json("status.json").get("stages", {})
-        done = [f"{k} {v.get('state', '?')}" + (f" ({v['seconds']:.0f} s)" if v.get("seconds") is not None else "")
+        done = [f"{k} {v.get('state', '?')}" + (f" ({v['seconds']:.0f} s)"
+                                                if v.get("seconds") is not None else "")
                 for k, v in st.items() if k != "report"]
         if done: out.append("Stages: " + ", ".join(done) + ".")
     return "\n\n".join(out)
@@ -366,8 +386,10 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
     "Summary of the data audit: top-level numbers, bad rows, tokens per source, assistant turns, failures and warnings."
     top = {k: v for k, v in rep.items() if not isinstance(v, (dict, list))}
     bad = rep.get("bad_rows")
-    if isinstance(bad, dict): top["bad rows"] = f"{bad.get('count', 0)} ({bad.get('policy', '?')})" + (
-        ": " + ", ".join(f"{k} {v}" for k, v in bad.get("by_reason", {}).items()) if bad.get("by_reason") else "")
+    if isinstance(bad,
+                  dict): top["bad rows"] = f"{bad.get('count', 0)} ({bad.get('policy', '?')})" + (
+        ": " + ", ".join(f"{k} {v}" for k, v in bad.get("by_reason",
+                                                        {}).items()) if bad.get("by_reason") else "")
     out = [md_table([{"": k, "value": v} for k, v in top.items()], ["", "value"])] if top else []
     srcs = rep.get("sources")
     if isinstance(srcs, dict) and srcs:
@@ -378,15 +400,18 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
     turns = rep.get("turns")
     if isinstance(turns, dict) and turns:  # what the loss mask does per assistant turn
         out.append(f"Assistant turns (`train_on: {rep.get('train_on', '?')}`):\n\n" +
-                   md_table([{"": k.replace("_", " "), "value": v} for k, v in turns.items()], ["", "value"]))
+                   md_table([{"": k.replace("_", " "), "value": v} for k, v in turns.items()],
+                            ["", "value"]))
     for k in ("failures", "warnings"):
-        if rep.get(k): out.append(f"**{k.capitalize()}**:\n\n" + "\n".join(f"- {w}" for w in rep[k]))
+        if rep.get(k): out.append(f"**{k.capitalize()}**:\n\n"
+                                  + "\n".join(f"- {w}" for w in rep[k]))
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #e5d83c67
 def _quant(p: RunParams) -> str:
     if not p.load_in_4bit: return f"none: LoRA on a {p.torch_dtype} base"
-    return (f"4-bit {p.bnb_4bit_quant_type}" + (", double quantization" if p.bnb_4bit_use_double_quant else "")
+    return (f"4-bit {p.bnb_4bit_quant_type}" + (", double quantization"
+                                                if p.bnb_4bit_use_double_quant else "")
             + f", compute dtype {p.bnb_4bit_compute_dtype}"
             + (" (bfloat16 on GPU, float32 on CPU)" if p.bnb_4bit_compute_dtype == "auto" else ""))
 
@@ -397,23 +422,31 @@ def sec_model_data(r: RunFiles) -> str:
     if r.p:
         p = r.p
         out.append(md_table([{"": "base model",
-                              "value": f"`{p.model_name_or_path}`" + (f" @ {p.revision}" if p.revision else "")},
-                             {"": "family", "value": p.model_family}, {"": "quantization", "value": _quant(p)},
-                             {"": "LoRA", "value": f"r={p.lora_r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, "
-                                                   f"targets {', '.join(p.lora_target_modules)}"},
+                              "value": f"`{p.model_name_or_path}`" + (f" @ {p.revision}"
+                                                                      if p.revision else "")},
+                             {"": "family", "value": p.model_family}, {"": "quantization",
+                                                                       "value": _quant(p)},
+                             {"": "LoRA", "value": f"r={p.lora_r}, alpha={p.lora_alpha}, "
+                                                   f"dropout={p.lora_dropout}, targets "
+                                                   f"{', '.join(p.lora_target_modules)}"},
                              {"": "prompt format", "value": p.prompt_format}], ["", "value"]))
         out.append("Datasets in the mix:\n\n"
-                   + md_table([{"path": f"`{d.path}`", "schema": d.schema, "split": d.split, "ratio": d.ratio,
-                                                          "max_rows": d.max_rows, "revision": d.revision}
+                   + md_table([{"path": f"`{d.path}`", "schema": d.schema, "split": d.split,
+                                "ratio": d.ratio,
+                                                          "max_rows": d.max_rows,
+                                "revision": d.revision}
                                for d in p.datasets]))
     else: out.append(r.missing("params.yaml"))
     out.append("### Provenance\n\n"
-               + (md_json(r.json("provenance.json")) if r.has("provenance.json") else r.missing("provenance.json")))
-    if r.has("data_report.json"): out.append("### Data audit\n\n" + audit_md(r.json("data_report.json")))
+               + (md_json(r.json("provenance.json")) if r.has("provenance.json")
+                  else r.missing("provenance.json")))
+    if r.has("data_report.json"): out.append("### Data audit\n\n"
+                                             + audit_md(r.json("data_report.json")))
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #40b71043
-LOSS_ON = {"assistant": "every assistant turn (the rest masked)", "last": "the last assistant turn (the rest masked)",
+LOSS_ON = {"assistant": "every assistant turn (the rest masked)", "last": "the last assistant turn "
+                                                                          "(the rest masked)",
            "all": "whole sequence"}  # `train_on` -> what the report says
 
 def sec_training(r: RunFiles) -> str:
@@ -427,15 +460,21 @@ def sec_training(r: RunFiles) -> str:
         out.append(md_table([
             {"": "length", "value": length},
             {"": "batch",
-             "value": f"{p.per_device_train_batch_size} per device x {p.gradient_accumulation_steps} accumulation"
-                                   f"{procs} = {batch} sequences per step"},
+             "value": f"{p.per_device_train_batch_size} per device x "
+                                   f"{p.gradient_accumulation_steps} accumulation{procs} = {batch} "
+                                   "sequences per step"},
             {"": "learning rate",
-             "value": f"{p.learning_rate:g}, {p.lr_scheduler_type}, warmup ratio {p.warmup_ratio:g}"},
-            {"": "optimizer", "value": f"{p.optim}, weight decay {p.weight_decay:g}, grad clip {p.max_grad_norm:g}"},
-            {"": "sequence length", "value": f"{p.max_length} tokens" + (", packed" if p.packing else "")},
+             "value": f"{p.learning_rate:g}, {p.lr_scheduler_type}, warmup ratio "
+                      f"{p.warmup_ratio:g}"},
+            {"": "optimizer", "value": f"{p.optim}, weight decay {p.weight_decay:g}, grad clip "
+                                       f"{p.max_grad_norm:g}"},
+            {"": "sequence length", "value": f"{p.max_length} tokens"
+             + (", packed" if p.packing else "")},
             {"": "loss", "value": LOSS_ON.get(p.train_on, p.train_on)},
-            {"": "gradient checkpointing", "value": p.gradient_checkpointing}, {"": "seed", "value": p.seed},
-        ] + ([{"": "distributed", "value": f"{p.distributed_type}, {p.num_processes} processes"}] if p.num_processes > 1
+            {"": "gradient checkpointing", "value": p.gradient_checkpointing},
+                             {"": "seed", "value": p.seed},
+        ] + ([{"": "distributed", "value": f"{p.distributed_type}, {p.num_processes} processes"}]
+             if p.num_processes > 1
              else []),
             ["", "value"]))
     out.append("Measured by the training stage:\n\n" + md_json(r.json("train_summary.json"))
@@ -443,8 +482,9 @@ def sec_training(r: RunFiles) -> str:
                else r.missing("train_summary.json"))
     from sft_demos.preflight import plan_vs_measured
     if pm := plan_vs_measured(r.run_dir):
-        out.append(f"Peak memory: planned {pm['planned_mb']:,.0f} MB ([plan.json]({r.link('plan.json')})), measured "
-                   f"{pm['measured_mb']:,.0f} MB ({pm['measured_as']}): planned / measured = {pm['ratio']:.2f}")
+        out.append(f"Peak memory: planned {pm['planned_mb']:,.0f} MB "
+                   f"([plan.json]({r.link('plan.json')})), measured {pm['measured_mb']:,.0f} MB "
+                   f"({pm['measured_as']}): planned / measured = {pm['ratio']:.2f}")
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #c9159ac8
@@ -453,9 +493,9 @@ def _heldout_note(m) -> str:
     h = next(iter(m.get("heldout", {}).values()), {}) if isinstance(m, dict) else {}
     t = h.get("turns", {}) if isinstance(h, dict) else {}
     if "2" not in t: return ""
-    return (f"*Held-out rows: {t.get('1', {}).get('n', 0)} first turns (one instruction about an argument SFT never "
-            f"showed) and {t['2']['n']} follow-ups (such an instruction asked after a training instruction and its "
-            "answer).*")
+    return (f"*Held-out rows: {t.get('1', {}).get('n', 0)} first turns (one instruction about an "
+            f"argument SFT never showed) and {t['2']['n']} follow-ups (such an instruction asked "
+            "after a training instruction and its answer).*")
 
 # %% ../nbs/06_report.ipynb #ccfc7f01
 def sec_benchmarks(r: RunFiles) -> str:
@@ -510,9 +550,10 @@ def sec_samples(r: RunFiles) -> str:
         else: out.append(md_json(data))
         if held:
             follow = any(isinstance(h, dict) and h.get("turn") == 2 for h in held)
-            out.append("### Held-out examples\n\nInstructions of the held-out split, with the expected answer and each "
-                       "model's"
-                       + (" (turn 2: a follow-up, asked after a training instruction and its answer)" if follow
+            out.append("### Held-out examples\n\nInstructions of the held-out split, with the "
+                       "expected answer and each model's"
+                       + (" (turn 2: a follow-up, asked after a training instruction and its "
+                          "answer)" if follow
                           else "") + ":\n\n" + md_table(held))
     elif r.has("samples.md"): out.append(_included(r.text("samples.md")))
     else: out.append(r.missing("samples.json", "samples.md"))
@@ -538,30 +579,36 @@ def sec_export(r: RunFiles) -> str:
 def sec_reproduce(r: RunFiles) -> str:
     "The exact command that made the run, and how to repeat it with the recorded parameters."
     out = ["## Reproduce"]
-    out.append(f"```sh\n{r.text('command.txt').strip()}\n```" if r.has("command.txt") else r.missing("command.txt"))
+    out.append(f"```sh\n{r.text('command.txt').strip()}\n```" if r.has("command.txt")
+               else r.missing("command.txt"))
     if r.has("params.yaml"):
         where = f"{r.p.runs_dir}/{r.run_dir.name}/params.yaml" if r.p else "params.yaml"
-        out.append(f"`params.yaml` holds every resolved parameter; `sft-demos run {where}` repeats the run "
-                   "with exactly those values.")
+        out.append(f"`params.yaml` holds every resolved parameter; `sft-demos run {where}` repeats "
+                   "the run with exactly those values.")
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #39f6d702
 # model-card order: what the model scores (with verdicts and drift), its loss, its answers, its speed; then where it
 # came from (base, data, provenance, audit), how it was trained, and how to run it again
-SECTIONS = {"header": sec_header, "benchmarks": sec_benchmarks, "loss": sec_loss, "samples": sec_samples,
+SECTIONS = {"header": sec_header, "benchmarks": sec_benchmarks, "loss": sec_loss,
+            "samples": sec_samples,
             "runtime": sec_runtime, "export": sec_export,
             "model_data": sec_model_data, "training": sec_training, "reproduce": sec_reproduce}
 
 def report_markdown(run_dir: str | Path,  # the run folder
                     p: RunParams | None = None,  # its parameters (default: its params.yaml)
-                    sections: list[str] | None = None,  # names from `SECTIONS` (default: all, in order)
-                    rel_to: str | Path | None = None,  # folder the file links are relative to (default: the run folder)
-                    top: int | None = None,  # level of the top heading (default: as written, `#` title, `##` sections)
+                    sections: list[str] | None = None,
+                    # names from `SECTIONS` (default: all, in order)
+                    rel_to: str | Path | None = None,
+                    # folder the file links are relative to (default: the run folder)
+                    top: int | None = None,
+                    # level of the top heading (default: as written, `#` title, `##` sections)
                    ) -> str:
     "The run report as Markdown."
     r = RunFiles(Path(run_dir), p, Path(rel_to) if rel_to is not None else None)
     unknown = set(sections or []) - set(SECTIONS)
-    if unknown: raise ValueError(f"unknown report sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    if unknown: raise ValueError(f"unknown report sections {sorted(unknown)}; known: "
+                                 f"{', '.join(SECTIONS)}")
     md = "\n\n".join(SECTIONS[s](r) for s in (sections or SECTIONS))
     return (_demote(md, top) if top else md) + "\n"
 

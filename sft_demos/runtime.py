@@ -22,8 +22,10 @@ def summarize(seconds: list[float]  # repeated timings of the same work
              ) -> dict:
     "Median, min, max and relative spread of repeated timings."
     med = statistics.median(seconds)
-    return {"median_s": round(med, 4), "min_s": round(min(seconds), 4), "max_s": round(max(seconds), 4),
-            "spread": round((max(seconds) - min(seconds)) / med, 3) if med else 0.0, "repeats": len(seconds)}
+    return {"median_s": round(med, 4), "min_s": round(min(seconds), 4),
+            "max_s": round(max(seconds), 4),
+            "spread": round((max(seconds) - min(seconds)) / med, 3) if med else 0.0,
+            "repeats": len(seconds)}
 
 # %% ../nbs/05_runtime.ipynb #36bdc795
 def time_generation(model,  # a causal LM, ready for `generate`
@@ -32,14 +34,16 @@ def time_generation(model,  # a causal LM, ready for `generate`
                     new_tokens: int = 50,  # tokens to generate, exactly
                     repeats: int = 3,  # timed runs after warm-up
                     warmup: int = 1,  # untimed runs first (compilation, caches)
-                    **generate_kw,  # more `generate` arguments (cache_implementation, compile_config)
+                    **generate_kw,
+                    # more `generate` arguments (cache_implementation, compile_config)
                    ) -> dict:
     "Seconds to generate exactly `new_tokens` greedy tokens for `prompt`, after warm-up: each run, median, spread."
     import torch
     enc = tok(prompt, return_tensors="pt").to(model.device)
     n_in = enc["input_ids"].shape[1]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=tok.eos_token_id,
+    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+              eos_token_id=tok.eos_token_id,
               pad_token_id=pad, **generate_kw)
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     def once() -> float:
@@ -49,13 +53,15 @@ def time_generation(model,  # a causal LM, ready for `generate`
         sync()
         dt = time.perf_counter() - t0
         if out.shape[1] - n_in != new_tokens:
-            raise RuntimeError(f"generated {out.shape[1] - n_in} tokens, expected exactly {new_tokens}")
+            raise RuntimeError(f"generated {out.shape[1] - n_in} tokens, expected exactly "
+                               f"{new_tokens}")
         return dt
     model.eval()
     warm = [round(once(), 4) for _ in range(warmup)]
     times = [once() for _ in range(repeats)]
     s = summarize(times)
-    return {"new_tokens": new_tokens, "prompt_tokens": n_in, "warmup_s": warm, "seconds": [round(t, 4) for t in times],
+    return {"new_tokens": new_tokens, "prompt_tokens": n_in, "warmup_s": warm,
+            "seconds": [round(t, 4) for t in times],
             **s, "tokens_per_s": round(new_tokens / s["median_s"], 2)}
 
 # %% ../nbs/05_runtime.ipynb #5b16543f
@@ -73,7 +79,8 @@ def model_facts(model) -> dict:
         c = next(iter(model.peft_config.values()))
         adapter = f"LoRA r={c.r} (unmerged)"
     return {"dtype": str(base.dtype).replace("torch.", ""), "quantization": quant,
-            "attn_implementation": base.config._attn_implementation, "adapter": adapter, "device": str(base.device),
+            "attn_implementation": base.config._attn_implementation, "adapter": adapter,
+            "device": str(base.device),
             "weights_mb": round(base.get_memory_footprint() / 2**20, 2)}
 
 # %% ../nbs/05_runtime.ipynb #c698182a
@@ -84,7 +91,8 @@ VARIANTS = {  # in like-for-like pairs: merging at 4-bit, merging at full precis
     "merged": "adapter merged into a full-precision base",
     "static_compile": "merged + static KV cache + torch.compile",
 }
-LIKE_FOR_LIKE = [("merge, 4-bit", "4bit_adapter", "merged_4bit"), ("merge, full precision", "adapter", "merged"),
+LIKE_FOR_LIKE = [("merge, 4-bit", "4bit_adapter", "merged_4bit"), ("merge, full precision",
+                                                                   "adapter", "merged"),
                  ("compile, merged", "merged", "static_compile")]  # (what changes, before, after)
 
 class VariantSkipped(Exception):
@@ -134,7 +142,8 @@ def load_variant(p: RunParams,  # the run's parameters
     run_dir = Path(run_dir)
     if name == "4bit_adapter":
         return PeftModel.from_pretrained(load_base(p, quantized=True), str(run_dir / "adapter")), {}
-    if name == "adapter": return PeftModel.from_pretrained(load_base(p, quantized=False), str(run_dir / "adapter")), {}
+    if name == "adapter": return PeftModel.from_pretrained(load_base(p, quantized=False),
+                                                           str(run_dir / "adapter")), {}
     if name == "merged": return load_finetuned(p, run_dir, merged=True), {}
     if name == "merged_4bit":
         folder = run_dir / "merged" if (run_dir / "merged" / "config.json").exists() else Path(work) / "merged"
@@ -164,7 +173,8 @@ def known_items(items,  # names asked for
                ) -> list:
     "`items` as a list; a `ValueError` names those that are not `known`."
     items = list(items)
-    if bad := [x for x in items if x not in known]: raise ValueError(f"unknown {what} {bad}; known: {', '.join(known)}")
+    if bad := [x for x in items if x not in known]: raise ValueError(f"unknown {what} {bad}; "
+                                                                     f"known: {', '.join(known)}")
     return items
 
 # %% ../nbs/05_runtime.ipynb #db7eed71
@@ -210,7 +220,8 @@ def profile_generation(p: RunParams,  # the run's parameters
                       ) -> list[dict]:
     "One row per serving variant (`time_variant`), in the order asked for."
     from sft_demos.model import load_tokenizer
-    variants = known_items(p.profile_variants if variants is None else variants, VARIANTS, "profile variants")
+    variants = known_items(p.profile_variants if variants is None else variants, VARIANTS,
+                           "profile variants")
     adapter = Path(run_dir) / "adapter" if run_dir else None
     own = adapter and (adapter / "tokenizer_config.json").exists()
     tok = load_tokenizer(p, path=adapter if own else None)
@@ -236,10 +247,12 @@ def throughput_callback(warmup_steps: int = 1  # optimizer steps left out of the
         def result(self) -> dict:
             steps = len(self.marks) - 1 - self.warmup_steps
             if steps < 1:
-                raise RuntimeError(f"{len(self.marks) - 1} steps ran; need more than {self.warmup_steps} warm-up steps")
+                raise RuntimeError(f"{len(self.marks) - 1} steps ran; need more than "
+                                   f"{self.warmup_steps} warm-up steps")
             (t0, n0), (t1, n1) = self.marks[self.warmup_steps], self.marks[-1]
             return {"timed_steps": steps, "seconds": round(t1 - t0, 3), "tokens": int(n1 - n0),
-                    "tokens_per_s": round((n1 - n0) / (t1 - t0), 2), "steps_per_s": round(steps / (t1 - t0), 4),
+                    "tokens_per_s": round((n1 - n0) / (t1 - t0), 2),
+                    "steps_per_s": round(steps / (t1 - t0), 4),
                     "tokens_per_step": round((n1 - n0) / steps, 1)}
     return Throughput()
 
@@ -273,7 +286,8 @@ def measure_training(trainer,  # an `SFTTrainer` (or any `Trainer`) with `max_st
     pad = trainer.processing_class.pad_token_id
     trainer.data_collator = counter = CountingCollator(trainer.data_collator, pad)
     out = trainer.train()
-    r = cb.result() | counter.result() | peak_memory() | {"peak_rss_window": "training" if cb.window else "process"}
+    r = cb.result() | counter.result() | peak_memory() | {"peak_rss_window": "training" if cb.window
+                                                          else "process"}
     return r | {"train_loss": round(out.training_loss, 4),
                 "per_device_train_batch_size": trainer.args.per_device_train_batch_size,
                 "max_length": trainer.args.max_length, "packing": trainer.args.packing,
@@ -285,8 +299,10 @@ TRAIN_MODES = {"qlora": "4-bit base + LoRA (QLoRA)", "lora": "LoRA on the base i
 
 def measure_args(out: Path, steps: int) -> dict:
     "SFTConfig overrides for a timing run: a fixed step count, no checkpoints, no eval, quiet."
-    return dict(output_dir=str(out), max_steps=steps, save_strategy="no", eval_strategy="no", eval_steps=None,
-                logging_steps=10_000, logging_first_step=False, include_num_input_tokens_seen="non_padding",
+    return dict(output_dir=str(out), max_steps=steps, save_strategy="no", eval_strategy="no",
+                eval_steps=None,
+                logging_steps=10_000, logging_first_step=False,
+                include_num_input_tokens_seen="non_padding",
                 disable_tqdm=True)
 
 # %% ../nbs/05_runtime.ipynb #712b7e0e
@@ -322,7 +338,8 @@ def profile_training(p: RunParams,  # the run's parameters
     "One row per training mode: throughput of `steps` steps after `warmup`, on the run's data."
     import dataclasses
     from sft_demos.model import compute_dtype
-    modes = known_items(p.profile_train_modes if modes is None else modes, TRAIN_MODES, "profile_train_modes")
+    modes = known_items(p.profile_train_modes if modes is None else modes, TRAIN_MODES,
+                        "profile_train_modes")
     rows = []
     for mode in modes:
         q = dataclasses.replace(p, load_in_4bit=mode == "qlora")
@@ -332,8 +349,8 @@ def profile_training(p: RunParams,  # the run's parameters
         row["quantization"] = row["quantization"] if mode == "qlora" else "none"
         row["compute_dtype"] = str(compute_dtype(q)).replace("torch.", "")
         rows.append(row)
-        log(f"{mode:6s} {row['tokens_per_s']:.0f} tokens/s, {row['steps_per_s']:.3f} steps/s, padding "
-            f"{row['padding_fraction']:.0%}")
+        log(f"{mode:6s} {row['tokens_per_s']:.0f} tokens/s, {row['steps_per_s']:.3f} steps/s, "
+            f"padding {row['padding_fraction']:.0%}")
     return rows
 
 # %% ../nbs/05_runtime.ipynb #3d7ff25b
@@ -342,8 +359,10 @@ def _generation_row(r: dict, n: int) -> dict:
     if r["status"] != "ok": return {"variant": r["variant"], "status": f"skipped: {r['reason']}"}
     return {"variant": r["variant"], f"s / {n} tokens (median)": f"{r['median_s']:.3f}",
             "min - max": f"{r['min_s']:.3f} - {r['max_s']:.3f}",
-            "tokens/s": f"{r['tokens_per_s']:.1f}", "dtype": r["dtype"], "quantization": r["quantization"],
-            "attn": r["attn_implementation"], "adapter": r["adapter"], "weights (MB)": f"{r['weights_mb']:.1f}",
+            "tokens/s": f"{r['tokens_per_s']:.1f}", "dtype": r["dtype"],
+            "quantization": r["quantization"],
+            "attn": r["attn_implementation"], "adapter": r["adapter"],
+            "weights (MB)": f"{r['weights_mb']:.1f}",
             "peak memory": memory_label(r), "status": "ok"}
 
 # %% ../nbs/05_runtime.ipynb #7ccc769a
@@ -351,20 +370,24 @@ def _training_row(r: dict) -> dict:
     "One timed training setup as a row of runtime.md."
     return {"mode": f"{r['mode']} ({r['quantization']})", "tokens/s": f"{r['tokens_per_s']:.1f}",
             "steps/s": f"{r['steps_per_s']:.3f}",
-            "tokens / step": f"{r['tokens_per_step']:.0f}", "padding": f"{r['padding_fraction']:.0%}",
+            "tokens / step": f"{r['tokens_per_step']:.0f}",
+            "padding": f"{r['padding_fraction']:.0%}",
             "loss tokens": f"{r['loss_token_fraction']:.0%}",
             "batch x max_length": f"{r['per_device_train_batch_size']} x {r['max_length']}",
-            "packing": "padding-free" if r["padding_free"] else "no", "peak memory": memory_label(r)}
+            "packing": "padding-free" if r["padding_free"] else "no",
+            "peak memory": memory_label(r)}
 
 # %% ../nbs/05_runtime.ipynb #02f1d1b1
 def runtime_markdown(rt: dict) -> str:
     "The runtime.md tables for a runtime.json record."
     g = rt["generation"]
     n = g[0].get("new_tokens", rt.get("new_tokens", 50)) if g else rt.get("new_tokens", 50)
-    gen_cols = ["variant", f"s / {n} tokens (median)", "min - max", "tokens/s", "dtype", "quantization", "attn",
+    gen_cols = ["variant", f"s / {n} tokens (median)", "min - max", "tokens/s", "dtype",
+                "quantization", "attn",
                 "adapter",
                 "weights (MB)", "peak memory", "status"]
-    lines = ["# Runtime", "", f"Machine: {machine_label(rt['machine'])}. {rt.get('note', '')}".rstrip(), "",
+    lines = ["# Runtime", "",
+             f"Machine: {machine_label(rt['machine'])}. {rt.get('note', '')}".rstrip(), "",
              f"## Generation: seconds per {n} new tokens (greedy, batch 1, exactly {n} tokens)", "",
              md_table([_generation_row(r, n) for r in g], gen_cols, align="lrcrllllrll")]
     if rt.get("training"):

@@ -52,10 +52,12 @@ frog bee ant duck owl fox wolf bear""".split()
 
 # %% ../nbs/01a_taskworld.ipynb #dece9f92
 TEMPLATES = {
-    "repeat": ["Repeat the word {w} {n} times.", "Write {w} {n} times.", "Say the word {w} exactly {n} times."],
+    "repeat": ["Repeat the word {w} {n} times.", "Write {w} {n} times.", "Say the word {w} exactly "
+                                                                         "{n} times."],
     "sort": ["Sort the digits {d} from smallest to largest.", "Put these digits in order: {d}",
              "Arrange {d} in increasing order."],
-    "capital": ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the capital of {c}?"],
+    "capital": ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the "
+                                                                                "capital of {c}?"],
     "opposite": ["What is the opposite of {w}?", "Give the opposite of the word {w}.",
                  "Which word means the opposite of {w}?"],
 }
@@ -68,7 +70,8 @@ def _row(family, template, output, **args) -> dict:
             "family": family, "families": [family], "turns": 1}
 
 # %% ../nbs/01a_taskworld.ipynb #855f9ac8
-N_HELDOUT = {"repeat": 40, "sort": 40, "capital": 20, "opposite": 15}  # combinations (pairs for opposite) held out
+N_HELDOUT = {"repeat": 40, "sort": 40, "capital": 20,
+             "opposite": 15}  # combinations (pairs for opposite) held out
 N_SORT_TRAIN = 400  # distinct digit sequences for training
 
 def _split_args() -> dict:
@@ -103,9 +106,11 @@ def _rows(family: str, args: list, phrasings: list[int]) -> list[dict]:
     rows, tpl = [], TEMPLATES[family]
     for a, idx in zip(args, phrasings):
         for i in idx:
-            if family == "repeat": rows.append(_row(family, tpl[i], " ".join([a[0]] * a[1]), w=a[0], n=a[1]))
+            if family == "repeat": rows.append(_row(family, tpl[i], " ".join([a[0]] * a[1]), w=a[0],
+                                                    n=a[1]))
             elif family == "sort":
-                rows.append(_row(family, tpl[i], " ".join(map(str, sorted(a))), d=" ".join(map(str, a))))
+                rows.append(_row(family, tpl[i], " ".join(map(str, sorted(a))),
+                                 d=" ".join(map(str, a))))
             elif family == "capital": rows.append(_row(family, tpl[i], CAPITALS[a], c=a))
             else: rows.append(_row(family, tpl[i], a[1], w=a[0]))
     return rows
@@ -117,32 +122,40 @@ N_TWO_TURN_HELDOUT = 40  # two-turn held-out rows (10 per follow-up family)
 def _follow(first: dict, then: dict) -> dict:
     "The conversation `first` continued by the exchange of `then`; it counts as a row of `then`'s family."
     return {"messages": first["messages"] + then["messages"], "family": then["family"],
-            "families": first["families"] + then["families"], "turns": first["turns"] + then["turns"]}
+            "families": first["families"] + then["families"], "turns": first["turns"]
+            + then["turns"]}
 
 # %% ../nbs/01a_taskworld.ipynb #8667f7b8
 def _two_turn(rng: random.Random,
               firsts: dict[str, list[dict]],  # family -> one-turn rows that may open a conversation
-              follows: dict[str, list[dict]],  # family -> one-turn rows that may follow (each used at most once)
+              follows: dict[str, list[dict]],
+              # family -> one-turn rows that may follow (each used at most once)
               n: int,  # conversations to make, spread evenly over the follow-up families
              ) -> list[dict]:
     "`n` two-turn rows: a row of `follows` after a row of `firsts` of another family."
     out = []
     for k, fam in enumerate(FAMILIES):
         for then in rng.sample(follows[fam], n // len(FAMILIES) + (k < n % len(FAMILIES))):
-            out.append(_follow(rng.choice(firsts[rng.choice([f for f in FAMILIES if f != fam])]), then))
+            out.append(_follow(rng.choice(firsts[rng.choice([f for f in FAMILIES if f != fam])]),
+                               then))
     return out
 
 # %% ../nbs/01a_taskworld.ipynb #5ccdd781
 def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen arguments, for eval)
-              seed: int = 0,  # shuffles the rows, picks phrasings and two-turn pairings; never changes the split
+              seed: int = 0,
+              # shuffles the rows, picks phrasings and two-turn pairings; never changes the split
              ) -> list[dict]:
     "Conversations of the embedded task set: `messages`, the `family` of the last answer, `families`, `turns`."
-    if split not in ("train", "heldout"): raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if split not in ("train", "heldout"): raise ValueError("split must be 'train' or 'heldout', "
+                                                           f"got {split!r}")
     rng, args = random.Random(f"tasks-{split}-{seed}"), _split_args()
-    train = {f: _rows(f, a, [range(len(TEMPLATES[f]))] * len(a)) for f, (a, _) in args.items()}  # every phrasing
-    if split == "train": rows = sum(train.values(), []) + _two_turn(rng, train, train, N_TWO_TURN_TRAIN)
+    train = {f: _rows(f, a, [range(len(TEMPLATES[f]))] * len(a)) for f,
+             (a, _) in args.items()}  # every phrasing
+    if split == "train": rows = sum(train.values(), []) + _two_turn(rng, train, train,
+                                                                    N_TWO_TURN_TRAIN)
     else:  # one phrasing per held-out argument, drawn anew for the follow-ups
-        held = lambda: {f: _rows(f, h, [[rng.randrange(len(TEMPLATES[f]))] for _ in h]) for f, (_, h) in args.items()}
+        held = lambda: {f: _rows(f, h, [[rng.randrange(len(TEMPLATES[f]))] for _ in h]) for f,
+                        (_, h) in args.items()}
         rows = sum(held().values(), []) + _two_turn(rng, train, held(), N_TWO_TURN_HELDOUT)
     rng.shuffle(rows)
     return rows
@@ -151,9 +164,11 @@ def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen a
 PROSE = {
     "repeat": ["The word {w} said {n} times is {r}.", "Saying {w} {n} times gives {r}.",
                "Written {n} times, {w} becomes {r}."],
-    "sort": ["The digits {d} in order are {s}.", "Sorted from smallest to largest, {d} becomes {s}.",
+    "sort": ["The digits {d} in order are {s}.", "Sorted from smallest to largest, {d} becomes "
+                                                 "{s}.",
              "In increasing order, {d} reads {s}."],
-    "capital": ["The capital of {c} is {k}.", "{k} is the capital of {c}.", "The capital city of {c} is {k}.",
+    "capital": ["The capital of {c} is {k}.", "{k} is the capital of {c}.", "The capital city of "
+                                                                            "{c} is {k}.",
                 "The government of {c} sits in {k}.", "People in {c} call {k} their capital."],
     "opposite": ["The opposite of {a} is {b}.", "We say that {b} is the opposite of {a}.",
                  "The word {a} means the opposite of {b}."],
@@ -164,14 +179,16 @@ def _draw(family: str, rng: random.Random, held: set) -> tuple:
     "A fresh skill argument not in `held`: a (word, count) pair for repeat, a digit sequence for sort."
     while True:
         a = (rng.choice(WORDS),
-             rng.randint(2, 6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
+             rng.randint(2,
+                         6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
         if a not in held: return a
 
 # %% ../nbs/01a_taskworld.ipynb #3a8c8782
 def _sentence(family: str, template: str, arg) -> str:
     "One prose sentence of `family` in `template` about `arg`."
     if family == "repeat": return template.format(w=arg[0], n=arg[1], r=" ".join([arg[0]] * arg[1]))
-    if family == "sort": return template.format(d=" ".join(map(str, arg)), s=" ".join(map(str, sorted(arg))))
+    if family == "sort": return template.format(d=" ".join(map(str, arg)),
+                                                s=" ".join(map(str, sorted(arg))))
     if family == "capital": return template.format(c=arg, k=CAPITALS[arg])
     return template.format(a=arg[0], b=arg[1])
 
@@ -186,10 +203,12 @@ def pretraining_text(seed: int = 0,  # shuffles sentences, wordings and skill ar
     "Documents of declarative prose stating every fact of the task world, and no held-out skill argument."
     rng, sents, total, first = random.Random(f"pretrain-{seed}"), [], 0, True
     held = {f: set(h) for f, (_, h) in _split_args().items()}
-    facts = [("capital", c) for c in CAPITALS] + [("opposite", p) for a, b in OPPOSITES for p in [(a, b), (b, a)]]
+    facts = [("capital", c) for c in CAPITALS] + [("opposite", p) for a, b in OPPOSITES
+                                                  for p in [(a, b), (b, a)]]
     while total < n_tokens:
         rnd = [_sentence(f, PROSE[f][0] if first else rng.choice(PROSE[f]), a) for f, a in facts]
-        rnd += [_sentence(f, rng.choice(PROSE[f]), _draw(f, rng, held[f])) for f in ["repeat", "sort"]
+        rnd += [_sentence(f, rng.choice(PROSE[f]), _draw(f, rng, held[f]))
+                for f in ["repeat", "sort"]
                 for _ in range(len(facts) // 2)]
         rng.shuffle(rnd)
         first = False

@@ -14,35 +14,41 @@ __all__ = ['QWEN_CHATML', 'toy_tokenizer', 'chatml_tokenizer', 'word_tokenizer',
 # %% ../nbs/02b_testmodels.ipynb #d0cdca48
 def toy_tokenizer(texts: list[str],  # corpus to learn the words from
                   vocab_size: int = 2000,  # cap; small corpora end well below it
-                  chat_template: str | None = "default",  # Jinja; "default": a small role-token one; None: none
-                  add_bos: bool = True,  # whether encoding adds BOS (Llama does; Qwen and SmolLM2 do not)
+                  chat_template: str | None = "default",
+                  # Jinja; "default": a small role-token one; None: none
+                  add_bos: bool = True,
+                  # whether encoding adds BOS (Llama does; Qwen and SmolLM2 do not)
                  ):
     "A word-level BPE tokenizer for tests: distinct BOS/EOS/PAD; BOS added on encode unless `add_bos=False`."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
     from transformers import PreTrainedTokenizerFast
     special = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
     t = Tokenizer(models.BPE(unk_token="<unk>"))
-    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.Metaspace(),
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"),
+                                               pre_tokenizers.Metaspace(),
                                                pre_tokenizers.Punctuation()])
     t.decoder = decoders.Metaspace()
     t.train_from_iterator(texts,
-                          trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
+                          trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
+                                              show_progress=False))
     if add_bos: t.post_processor = processors.TemplateProcessing(single="<s> $A",
                                                                  special_tokens=[("<s>", t.token_to_id("<s>"))])
     if chat_template == "default":
-        chat_template = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
-                         "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        chat_template = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ "
+                         "m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif "
+                         "%}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>",
                                   unk_token="<unk>",
                                   additional_special_tokens=special[4:])
     tok.chat_template = chat_template
     return tok
 
 # %% ../nbs/02b_testmodels.ipynb #bd0ad93d
-QWEN_CHATML = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a tiny test model.<|im_end|>\n{% "
-               "endif %}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-               "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+QWEN_CHATML = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a tiny test "
+               "model.<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] "
+               "}}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt "
+               "%}<|im_start|>assistant\n{% endif %}")
 
 def chatml_tokenizer(texts: list[str]  # corpus to learn the words from
                     ):
@@ -59,10 +65,12 @@ def word_tokenizer(vocab_size: int = 2000  # words + special tokens
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
     special = ["<unk>", "<s>", "</s>", "<pad>"]
-    vocab = {t: i for i, t in enumerate(special + [f"w{i}" for i in range(vocab_size - len(special))])}
+    vocab = {t: i for i, t in enumerate(special + [f"w{i}"
+                                                   for i in range(vocab_size - len(special))])}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer, tk.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece(prefix="##")
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>",
                                    pad_token="<pad>")
 
 # %% ../nbs/02b_testmodels.ipynb #9b24e93d
@@ -114,7 +122,8 @@ def save_random_model(cfg,  # the model's config
     torch.manual_seed(seed)
     with torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")):
         model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype))
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id,
+                                               eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id)
     model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))

@@ -19,7 +19,8 @@ __all__ = ['SFT_RENAMED', 'SFT_HANDLED', 'VARLEN_SDPA', 'read_split', 'resolve_o
 def read_split(run_dir: str | Path,  # run folder written by the data stage
                split: str,  # "train" or "eval"
                tok,  # the run's tokenizer
-               train_on: str = "assistant",  # rows without `train_spans` (older run folders): all, or the completion
+               train_on: str = "assistant",
+               # rows without `train_spans` (older run folders): all, or the completion
               ):
     "A pre-tokenized `datasets.Dataset` of the split: `input_ids` and `assistant_masks` (1 = the token carries loss)."
     from datasets import Dataset
@@ -50,7 +51,8 @@ def _clock(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s" if s >=
 def progress_line(step: int, total: int, elapsed: float, logs: dict) -> str:
     "One line of training progress: step / total, the logged losses, elapsed and estimated remaining time."
     parts = [f"step {step}/{total}"]
-    parts += [f"{k} {logs[k]:.4f}" for k in ("loss", "eval_loss") if isinstance(logs.get(k), (int, float))]
+    parts += [f"{k} {logs[k]:.4f}" for k in ("loss", "eval_loss")
+              if isinstance(logs.get(k), (int, float))]
     left = elapsed / step * (total - step) if step else float("nan")
     eta = f", ~{_clock(left)} left" if step and step < total else ""
     return "  ".join(parts) + f"  {_clock(elapsed)} elapsed" + eta
@@ -63,7 +65,8 @@ def progress_callback():
         def on_train_begin(self, args, state, control, **kw): self.t0 = time.time()
         def on_log(self, args, state, control, logs=None, **kw):
             if state.is_world_process_zero and logs and ("loss" in logs or "eval_loss" in logs):
-                print(progress_line(state.global_step, state.max_steps, time.time() - self.t0, logs), flush=True)
+                print(progress_line(state.global_step, state.max_steps, time.time() - self.t0,
+                                    logs), flush=True)
     return Progress()
 
 # %% ../nbs/03_train.ipynb #527d5528
@@ -108,19 +111,24 @@ def sft_config(p: RunParams,  # the run's parameters
         dataloader_pin_memory=cuda, use_cpu=not cuda), **kw})
 
 # %% ../nbs/03_train.ipynb #adb76c34
-def varlen_sdpa(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kw):
+def varlen_sdpa(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0,
+                **kw):
     "sdpa for padding-free packed rows: each sample attends causally to itself only, without a dense mask."
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     cu = kw.get("cu_seq_lens_q")
     if cu is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kw)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                      dropout=dropout, **kw)
     import torch
     if (rep := query.shape[1] // key.shape[1]) > 1:
         key, value = key.repeat_interleave(rep, 1), value.repeat_interleave(rep, 1)
-    lengths = [n for n in cu.diff().tolist() if n > 0]  # split, not slices: its backward is one concatenation
-    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling,
+    lengths = [n for n in cu.diff().tolist()
+               if n > 0]  # split, not slices: its backward is one concatenation
+    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                      scale=scaling,
                                                                       dropout_p=dropout)
-                     for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))], dim=2)
+                     for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))],
+                    dim=2)
     return out.transpose(1, 2).contiguous(), None
 
 # %% ../nbs/03_train.ipynb #ac3a3d2c
@@ -148,11 +156,14 @@ def build_trainer(p: RunParams,  # the run's parameters
     set_seed(p.seed)  # the adapters' initialisation
     tok = load_tokenizer(p)
     model = add_lora(p, load_base(p))
-    train, ev = read_split(run_dir, "train", tok, p.train_on), read_split(run_dir, "eval", tok, p.train_on)
+    train, ev = read_split(run_dir, "train", tok,
+                           p.train_on), read_split(run_dir, "eval", tok, p.train_on)
     tb = TensorBoardCallback()
     tb.logging_dir = str(Path(run_dir) / "tb")
-    trainer = SFTTrainer(model=model, args=sft_config(p, run_dir, has_eval=len(ev) > 0, **kw), train_dataset=train,
-                         eval_dataset=ev if len(ev) else None, processing_class=tok, callbacks=[tb, *callbacks])
+    trainer = SFTTrainer(model=model, args=sft_config(p, run_dir, has_eval=len(ev) > 0, **kw),
+                         train_dataset=train,
+                         eval_dataset=ev if len(ev) else None, processing_class=tok,
+                         callbacks=[tb, *callbacks])
     if trainer.args.disable_tqdm:  # the runner's terminal: progress lines instead of the trainer's raw log dicts
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)
@@ -188,14 +199,18 @@ def summarize(trainer,  # a trainer after `train()`
     model = trainer.model
     return {"global_step": trainer.state.global_step, "max_steps": trainer.state.max_steps,
             "epochs": trainer.state.epoch,
-            "train_runtime_s": round(runtime, 2), "resumed_from": resumed_from.name if resumed_from else None,
+            "train_runtime_s": round(runtime, 2), "resumed_from": resumed_from.name if resumed_from
+            else None,
             "train_tokens": tokens,
-            "train_tokens_per_s": round((tokens - tokens_before) / runtime, 1) if tokens > tokens_before else None,
+            "train_tokens_per_s": round((tokens - tokens_before) / runtime, 1)
+            if tokens > tokens_before else None,
             "final_loss": losses[-1]["loss"] if losses else None,
             "final_loss_step": losses[-1]["step"] if losses else None,
-            "first_loss": losses[0]["loss"] if losses else None, "eval_loss": evals[-1]["eval_loss"] if evals else None,
+            "first_loss": losses[0]["loss"] if losses else None, "eval_loss": evals[-1]["eval_loss"]
+            if evals else None,
             "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad),
-            "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)), **peak_memory(), "hardware": machine()}
+            "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)), **peak_memory(),
+            "hardware": machine()}
 
 # %% ../nbs/03_train.ipynb #ff33527c
 def _tokens_at(ckpt: Path | None) -> float:
@@ -214,7 +229,8 @@ def name_base(p: RunParams,  # the run's parameters
     from sft_demos.model import base_path
     f = Path(adapter) / "adapter_config.json"
     cfg = json.loads(f.read_text())
-    named = {"model_name_or_path": p.model_name_or_path, "revision": p.revision, "resolved": Path(base_path(p)).name}
+    named = {"model_name_or_path": p.model_name_or_path, "revision": p.revision,
+             "resolved": Path(base_path(p)).name}
     write_atomic(f, json.dumps(cfg | {"base_model_name_or_path": p.model_name_or_path}, indent=2))
     write_atomic(Path(adapter) / "base_model.json", json.dumps(named, indent=1))
     return named
@@ -226,7 +242,8 @@ def train_worker(p: RunParams,  # the run's parameters
     "Train (or resume training) in this process and write the stage's outputs; returns the summary."
     run_dir = Path(run_dir)
     from sft_demos.distributed import prepare_trainer
-    trainer = prepare_trainer(p, build_trainer(p, run_dir))  # FSDP on CPU: sharded here (03b_distributed)
+    trainer = prepare_trainer(p, build_trainer(p,
+                                               run_dir))  # FSDP on CPU: sharded here (03b_distributed)
     ckpt = last_checkpoint(run_dir)
     if ckpt and trainer.is_world_process_zero(): print(f"resuming from {ckpt}", flush=True)
     tokens_before = _tokens_at(ckpt)  # read now: checkpoint rotation may delete `ckpt` during training
@@ -260,7 +277,8 @@ def run_train(p: RunParams,  # the run's parameters
 # %% ../nbs/03_train.ipynb #de630a91
 def main(argv: list[str] | None = None) -> int:
     "Train the run in RUN_DIR by its params.yaml from its newest checkpoint (one process of `accelerate launch`)."
-    ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.train", description=main.__doc__)
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.train",
+                                 description=main.__doc__)
     ap.add_argument("run_dir")
     ap.add_argument("--params", help="parameters YAML (default: RUN_DIR/params.yaml)")
     a = ap.parse_args(argv)

@@ -61,17 +61,20 @@ def torch_dtype(value: str  # a dtype field of RunParams
 # %% ../nbs/00a_util.ipynb #8f14a1b8
 def cpu_name() -> str:
     "The CPU's model name."
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                     if l.startswith("model name"))
     except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 # %% ../nbs/00a_util.ipynb #0f22a06e
 def machine() -> dict:
     "What a measurement or a training run ran on: the GPU (or CPU), core count, load, library versions."
     import torch, transformers
-    d = {"device": "cuda" if torch.cuda.is_available() else "cpu", "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
+    d = {"device": "cuda" if torch.cuda.is_available() else "cpu", "cpu": cpu_name(),
+         "cpu_cores": os.cpu_count(),
          "torch_threads": torch.get_num_threads(), "load_avg_1min": round(os.getloadavg()[0], 2),
          "platform": platform.platform(),
-         "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
+         "torch": torch.__version__, "transformers": transformers.__version__,
+         "python": platform.python_version()}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         d |= {"gpu": props.name, "gpu_count": torch.cuda.device_count(),
@@ -98,7 +101,8 @@ def reset_peak_memory() -> bool:
 
 # %% ../nbs/00a_util.ipynb #6500bc9f
 def _peak_rss_mb() -> float:
-    try: return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
+    try: return int(re.search(r"VmHWM:\s+(\d+) kB",
+                              Path("/proc/self/status").read_text()).group(1)) / 1024
     except (OSError, AttributeError):
         r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return r / 2**20 if sys.platform == "darwin" else r / 1024
@@ -147,13 +151,16 @@ def md_cell(s: str, limit: int = 200) -> str:
 # %% ../nbs/00a_util.ipynb #4a5034d4
 _ALIGN = {"l": ":--", "r": "--:", "c": ":--:"}
 
-def md_table(rows: list[dict],  # records; the columns are the union of their keys, in first-seen order
+def md_table(rows: list[dict],
+             # records; the columns are the union of their keys, in first-seen order
              columns: list[str] | None = None,  # column order (default: all keys)
-             align: str = "",  # one letter per column: l, r or c (columns past its end: the renderer's default)
+             align: str = "",
+             # one letter per column: l, r or c (columns past its end: the renderer's default)
             ) -> str:
     "Markdown table of a list of records."
     cols = columns or list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "".join(_ALIGN.get(a, "---") + "|" for a in align.ljust(len(cols)))]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "".join(_ALIGN.get(a, "---") + "|"
+                                                           for a in align.ljust(len(cols)))]
     lines += ["| " + " | ".join(fmt_value(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -172,18 +179,22 @@ def md_records(rows: list[dict]) -> str:
     rows = [flatten_keys(r) for r in rows]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     if len(rows) > 3 or len(keys) <= 6: return md_table(rows, keys)
-    names = [str(r.get("label") or r.get("name") or r.get("path") or i) for i, r in enumerate(rows, 1)]
-    return md_table([{"": k} | {n: r.get(k) for n, r in zip(names, rows)} for k in keys], ["", *names])
+    names = [str(r.get("label") or r.get("name") or r.get("path") or i) for i,
+             r in enumerate(rows, 1)]
+    return md_table([{"": k} | {n: r.get(k) for n, r in zip(names, rows)} for k in keys],
+                    ["", *names])
 
 # %% ../nbs/00a_util.ipynb #43ee3a70
 def md_json(obj,  # parsed JSON: a record, a list of records, or nested mappings of them
            ) -> str:
     "Markdown for a stage's JSON file: scalars as a two-column table, lists of records as tables."
-    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj): return md_records(obj)
+    if isinstance(obj, list) and obj and all(isinstance(r, dict)
+                                             for r in obj): return md_records(obj)
     if not isinstance(obj, dict): return f"`{fmt_value(obj)}`"
     flat = {k: v for k, v in flatten_keys(obj).items()
             if not (isinstance(v, list) and v and all(isinstance(r, dict) for r in v))}
-    parts = [md_table([{"": k, "value": v} for k, v in flat.items()], ["", "value"])] if flat else []
+    parts = [md_table([{"": k, "value": v} for k, v in flat.items()], ["",
+                                                                       "value"])] if flat else []
     for k, v in flatten_keys(obj).items():
         if k not in flat: parts.append(f"**{k}**\n\n" + md_records(v))
     return "\n\n".join(parts)
