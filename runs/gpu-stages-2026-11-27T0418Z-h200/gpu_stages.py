@@ -1,10 +1,11 @@
 "Run the data, train, eval and profile stage functions of tiny-cpu on the GPU, with the settings the GPU recipes use."
-import importlib, json, os, shutil, sys, time, traceback
+import json, os, shutil, sys, time, traceback
 from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch
 from sft_demos.params import load_params, save_params
-from sft_demos.pipeline import STAGE_FUNCS
+# as recorded it took the stage functions from pipeline.STAGE_FUNCS, since replaced by rundir.stage_fn
+from sft_demos.rundir import stage_fn
 out, run = Path(os.environ["OUT"]), Path("/tmp/gpu-run")
 sets = dict(optim="paged_adamw_8bit", gradient_checkpointing=True, packing=True)
 p = load_params("tiny-cpu", overrides=sets)
@@ -13,7 +14,7 @@ res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "over
 for s in ["data", "train", "eval", "profile"]:
     t = time.time()
     try:
-        mod, fn = STAGE_FUNCS[s].split(":"); getattr(importlib.import_module(mod), fn)(p, run)
+        stage_fn(s)(p, run)
         res["stages"][s] = {"ok": True, "seconds": round(time.time() - t, 1)}
     except Exception:
         res["stages"][s] = {"ok": False, "seconds": round(time.time() - t, 1), "error": traceback.format_exc()[-4000:]}
