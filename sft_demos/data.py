@@ -15,7 +15,7 @@ from .util import sha256_file, write_jsonl
 __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca',
            'from_messages', 'from_sharegpt', 'from_prompt_completion', 'detect_schema', 'hub_reachable', 'source_kind',
            'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt',
-           'render_turns', 'format_example', 'trained_spans', 'token_mask', 'token_audit', 'formatted_row',
+           'render_turns', 'format_example', 'trained_spans', 'token_mask', 'formatted_row', 'token_audit',
            'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval', 'content_hash', 'Prepared',
            'heldout_rows', 'row_audit', 'prepare_data', 'write_outputs', 'run_data']
 
@@ -403,6 +403,15 @@ def token_mask(tok,  # the run's (fast) tokenizer
     return enc["input_ids"], [_in_spans(o, s) for o, s in zip(enc["offset_mapping"],
                                                               spans)], enc["offset_mapping"]
 
+# %% ../nbs/01_data.ipynb #0f06f417
+def formatted_row(msgs: list[dict], tok, p: RunParams, source: str) -> dict:
+    "A training row: the conversation, prompt and completion (split at the last answer), trained spans, the rendering."
+    r = render_turns(msgs, tok, p.prompt_format)
+    a = r["spans"][-1][0]
+    return {"messages": msgs, "prompt": r["text"][:a], "completion": r["text"][a:],
+            "train_spans": trained_spans(r["spans"], len(r["text"]), p.train_on), "source": source,
+            "_turns": r}
+
 # %% ../nbs/01_data.ipynb #68b3dc1a
 def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max_length: int,
                 decode) -> dict:
@@ -459,15 +468,6 @@ def token_audit(rows: list[dict],
                     "turns": turns})
     return out
 
-# %% ../nbs/01_data.ipynb #0f06f417
-def formatted_row(msgs: list[dict], tok, p: RunParams, source: str) -> dict:
-    "A training row: the conversation, prompt and completion (split at the last answer), trained spans, the rendering."
-    r = render_turns(msgs, tok, p.prompt_format)
-    a = r["spans"][-1][0]
-    return {"messages": msgs, "prompt": r["text"][:a], "completion": r["text"][a:],
-            "train_spans": trained_spans(r["spans"], len(r["text"]), p.train_on), "source": source,
-            "_turns": r}
-
 # %% ../nbs/01_data.ipynb #f38eb027
 def _stats(xs: list[int]) -> dict:
     "Count, mean, min, median, 95th percentile, max and total of `xs`."
@@ -502,38 +502,6 @@ def _turn_summary(audit: list[dict]) -> dict:
             "selected_turns_span_is_answer": sum(t["span_is_answer"] for t in selected),
             "turns_prompt_matches_inference": round(sum(t["matches_inference"]
                                                         for t in turns) / max(len(turns), 1), 4)}
-
-# %% ../nbs/01_data.ipynb #87e6305f
-def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
-    "Summarize `token_audit` rows into the data report, with `failures` and `warnings`."
-    by = {}
-    for a in audit: by.setdefault(a["source"], []).append(a)
-    n, tokens, trained = len(audit), sum(a["tokens"]
-                                         for a in audit), sum(a["trained"] for a in audit)
-    frac = lambda k: round(sum(bool(a[k]) for a in audit) / n, 4) if n else 0.0
-    stats = lambda xs, k: _stats([a[k] for a in xs])
-    rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "train_on": p.train_on,
-           "tokenizer": tok.name_or_path, "bos_token": tok.bos_token, "eos_token": tok.eos_token,
-           "pad_token": tok.pad_token,
-           "rows": n,
-           "sources": {s: {"rows": len(xs), "tokens": stats(xs, "tokens"),
-                           "prompt_tokens": stats(xs, "prompt_tokens"),
-                           "completion_tokens": stats(xs, "completion_tokens"),
-                           "assistant_turns": stats(xs, "assistant_turns"),
-                           "over_max_length": sum(a["truncated"] for a in xs)} for s,
-                       xs in by.items()},
-           "over_max_length": sum(a["truncated"] for a in audit),
-           "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
-           "trained_tokens": trained, "rows_eos_trained": frac("eos_trained"),
-           "rows_without_trained_tokens": sum(a["trained"] == 0 for a in audit),
-           "pad_differs_from_eos": tok.pad_token_id is not None
-           and tok.pad_token_id != tok.eos_token_id,
-           "prompt_matches_inference": frac("prompt_matches_inference"),
-           "turns": _turn_summary(audit),
-           "rows_double_bos": sum(a["double_bos"] for a in audit),
-           "histogram": _histogram({s: [a["tokens"] for a in xs] for s, xs in by.items()})}
-    rep["failures"], rep["warnings"] = _audit_findings(rep, n)
-    return rep
 
 # %% ../nbs/01_data.ipynb #6178b699
 def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
@@ -574,6 +542,38 @@ def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
     if rep["rows_double_bos"]: warn.append(f"{rep['rows_double_bos']} rows start with two BOS "
                                            "tokens")
     return fail, warn
+
+# %% ../nbs/01_data.ipynb #87e6305f
+def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
+    "Summarize `token_audit` rows into the data report, with `failures` and `warnings`."
+    by = {}
+    for a in audit: by.setdefault(a["source"], []).append(a)
+    n, tokens, trained = len(audit), sum(a["tokens"]
+                                         for a in audit), sum(a["trained"] for a in audit)
+    frac = lambda k: round(sum(bool(a[k]) for a in audit) / n, 4) if n else 0.0
+    stats = lambda xs, k: _stats([a[k] for a in xs])
+    rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "train_on": p.train_on,
+           "tokenizer": tok.name_or_path, "bos_token": tok.bos_token, "eos_token": tok.eos_token,
+           "pad_token": tok.pad_token,
+           "rows": n,
+           "sources": {s: {"rows": len(xs), "tokens": stats(xs, "tokens"),
+                           "prompt_tokens": stats(xs, "prompt_tokens"),
+                           "completion_tokens": stats(xs, "completion_tokens"),
+                           "assistant_turns": stats(xs, "assistant_turns"),
+                           "over_max_length": sum(a["truncated"] for a in xs)} for s,
+                       xs in by.items()},
+           "over_max_length": sum(a["truncated"] for a in audit),
+           "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
+           "trained_tokens": trained, "rows_eos_trained": frac("eos_trained"),
+           "rows_without_trained_tokens": sum(a["trained"] == 0 for a in audit),
+           "pad_differs_from_eos": tok.pad_token_id is not None
+           and tok.pad_token_id != tok.eos_token_id,
+           "prompt_matches_inference": frac("prompt_matches_inference"),
+           "turns": _turn_summary(audit),
+           "rows_double_bos": sum(a["double_bos"] for a in audit),
+           "histogram": _histogram({s: [a["tokens"] for a in xs] for s, xs in by.items()})}
+    rep["failures"], rep["warnings"] = _audit_findings(rep, n)
+    return rep
 
 # %% ../nbs/01_data.ipynb #ffbb9bfa
 def check_audit(rep: dict):
