@@ -149,6 +149,37 @@ def _clean_outputs(outputs: list) -> list:
         res.append(o)
     return res
 
+# %% ../nbs/08_docs.ipynb #63649a10
+def _nb_module(nb, lib: str) -> str | None:
+    "The module a notebook exports to, from its `#| default_exp` cell (None when it has none)."
+    exp = [split_directives(c.source)[0].get("default_exp") for c in nb.cells
+           if c.cell_type == "code"]
+    return next((f"{lib}.{e}" for e in exp if e), None)
+
+# %% ../nbs/08_docs.ipynb #18468a2d
+def _heading_level(md: str, level: int) -> int:
+    "Level of the last heading of `md` outside code blocks; `level` when it has none."
+    levels = [len(h) for h in re.findall(r"^(#{1,6})\s", re.sub(r"```.*?```", "", md, flags=re.S),
+                                         re.M)]
+    return levels[-1] if levels else level
+
+# %% ../nbs/08_docs.ipynb #f65f3561
+def _rebase_outputs(outputs: list, base: Path, mapper):
+    "Rebase the links of the Markdown outputs in `outputs` (in place)."
+    for o in outputs:
+        if "text/markdown" in o.get("data", {}):
+            o["data"]["text/markdown"] = rebase_links("".join(o["data"]["text/markdown"]), base,
+                                                      mapper)
+
+# %% ../nbs/08_docs.ipynb #15866798
+def _export_target(opts: dict,  # options of an exported cell
+                   lib: str,  # the package
+                   module: str | None,  # the notebook's module
+                  ) -> str | None:
+    "Module an exported cell's names are looked up in: its `#| export other` target, else `module`."
+    target = opts.get("export") or opts.get("exports")
+    return (target if target.startswith(f"{lib}.") else f"{lib}.{target}") if target else module
+
 # %% ../nbs/08_docs.ipynb #8ff92a9f
 def process_nb(nb,  # a notebook (nbformat node); not modified
                base: Path,  # folder its relative links start from
@@ -161,19 +192,13 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
     import nbformat
     nb = copy.deepcopy(nb)
     lib = settings()["lib_name"]
-    if module is None:
-        exp = [split_directives(c.source)[0].get("default_exp") for c in nb.cells
-               if c.cell_type == "code"]
-        module = next((f"{lib}.{e}" for e in exp if e), None)
+    if module is None: module = _nb_module(nb, lib)
     cells, level = [], 1
     for c in nb.cells:
         if c.cell_type == "raw": continue
         if c.cell_type == "markdown":
-            src = c.source
-            if mapper: src = rebase_links(src, base, mapper)
-            levels = [len(h) for h in re.findall(r"^(#{1,6})\s", re.sub(r"```.*?```", "", src,
-                                                                        flags=re.S), re.M)]
-            if levels: level = levels[-1]
+            src = rebase_links(c.source, base, mapper) if mapper else c.source
+            level = _heading_level(src, level)
             cells.append(nbformat.v4.new_markdown_cell(src))
             continue
         opts, code = split_directives(c.source)
@@ -181,15 +206,9 @@ def process_nb(nb,  # a notebook (nbformat node); not modified
                                        if t in ("parameters", "injected-parameters")]
         if view == "none" or not code.strip(): continue
         outputs = _clean_outputs(c.get("outputs", []))
-        if mapper:
-            for o in outputs:
-                if "text/markdown" in o.get("data", {}):
-                    o["data"]["text/markdown"] = rebase_links("".join(o["data"]["text/markdown"]),
-                                                              base, mapper)
+        if mapper: _rebase_outputs(outputs, base, mapper)
         if view == "export":
-            target = opts.get("export") or opts.get("exports")  # `#| export other` exports to another module
-            target = (target if target.startswith(f"{lib}.")
-                      else f"{lib}.{target}") if target else module
+            target = _export_target(opts, lib, module)
             if api and target: cells += doc_cells(code, target, min(max(level + 1, 3), 6))
             tags.append("hide-input")
         elif view == "outputs": tags.append("remove-input")
@@ -222,6 +241,18 @@ def execute_nb(nb,  # notebook to execute (outputs are written into it)
     for c, r in zip(nb.cells, run.cells):
         if c.cell_type == "code": c.outputs, c.execution_count = r.outputs, r.execution_count
     return nb
+
+# %% ../nbs/08_docs.ipynb #e2684cbf
+def _execute_site(nbs: Path, todo: list[str], log=print) -> dict:
+    "Execute the notebooks `todo` of `nbs`, two at a time, without their slow cells; by name."
+    log(f"executing {', '.join(todo)}")
+    t0 = time.time()
+    with ThreadPoolExecutor(2) as ex:
+        executed = dict(zip(todo,
+                            ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs,
+                                                        skip_flags=("gpu", "slow")), todo)))
+    log(f"executed in {time.time() - t0:.0f}s")
+    return executed
 
 # %% ../nbs/08_docs.ipynb #2c3c7e82
 def _readme_mapper(root: Path):
@@ -358,6 +389,11 @@ def module_notebooks(nbs: Path) -> dict[str, str]:
                 break
     return out
 
+# %% ../nbs/08_docs.ipynb #2f744e5c
+def _short(s: str, n: int = 80) -> str:
+    s = s.replace("`", "'").replace("\n", " ")
+    return s if len(s) <= n else s[:n - 1] + "…"
+
 # %% ../nbs/08_docs.ipynb #bc00e565
 def api_page(lib: str, mods: dict[str, str]) -> str:
     "Markdown of the API reference page."
@@ -381,11 +417,6 @@ def api_page(lib: str, mods: dict[str, str]) -> str:
             rows = [{"name": f"`{n}`", "value": f"`{_short(repr(getattr(m, n)))}`"} for n in consts]
             out.append("Other exported names:\n\n" + md_table(rows))
     return "\n\n".join(out) + "\n"
-
-# %% ../nbs/08_docs.ipynb #2f744e5c
-def _short(s: str, n: int = 80) -> str:
-    s = s.replace("`", "'").replace("\n", " ")
-    return s if len(s) <= n else s[:n - 1] + "…"
 
 # %% ../nbs/08_docs.ipynb #3434ce1f
 def runs_page(runs: list[Path],  # committed run folders, oldest first
@@ -449,6 +480,24 @@ suppress_warnings = ["myst.nested_header",  # headings inside Markdown outputs (
                      "misc.highlighting_failure"]  # signatures with `<factory>` defaults are not valid Python
 '''
 
+# %% ../nbs/08_docs.ipynb #5c79b2dd
+def _sphinx(src: Path,  # the site's source folder
+            out: Path,  # HTML output folder (replaced)
+            log=print,  # progress messages
+           ) -> Path:
+    "Render `src` with Sphinx (warnings are errors) into `out`; returns the path of its index.html."
+    t0 = time.time()
+    html = src / "_build" / "html"  # myst-nb writes beside the output folder, so build inside src and copy
+    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+                        "-d",
+                        str(src / ".doctrees"),
+                        str(src), str(html)], capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f"sphinx failed:\n{r.stdout}\n{r.stderr}")
+    if out.exists(): shutil.rmtree(out)
+    shutil.copytree(html, out)
+    log(f"sphinx done in {time.time() - t0:.0f}s")
+    return out / "index.html"
+
 # %% ../nbs/08_docs.ipynb #78981a38
 def _note(text: str):
     import nbformat
@@ -457,6 +506,48 @@ def _note(text: str):
 # %% ../nbs/08_docs.ipynb #0ea062fc
 def _toctree(caption: str, docs: list[str]) -> str:
     return f"```{{toctree}}\n:caption: {caption}\n:hidden:\n\n" + "\n".join(docs) + "\n```"
+
+# %% ../nbs/08_docs.ipynb #fceb8189
+def _page_source(n: str,  # a notebook of `nbs`
+                 nbs: Path,  # the notebooks' folder
+                 executed: dict,  # notebooks executed for this build, by name
+                 stage_nbs: set[str],  # the stage notebooks' names
+                 runs: list[Path],  # committed runs, oldest first
+                ) -> tuple:
+    "(notebook, link base, note or None) of the page for `n`: executed here, a run's copy, or bare."
+    note = None
+    if n in executed: nb, base = executed[n], nbs
+    elif n in stage_nbs and (copy_ := run_copy(n, runs)):
+        nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_), copy_.parent.name), nbs
+        note = ("The outputs on this page are those of the cells marked `#| stage`, as "
+                "executed in the committed run "
+                f"[{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
+    else:
+        nb, base = read_nb(nbs / n), nbs
+        if any(c.cell_type == "code" for c in nb.cells):
+            note = ("This page shows the notebook's code without outputs; open `nbs/" + n
+                    + "` in Jupyter and run it "
+                    "to see them."
+                    + (" A committed run's executed copy replaces it once one exists."
+                       if n in stage_nbs else ""))
+    return nb, base, note
+
+# %% ../nbs/08_docs.ipynb #d28ec8c0
+def _write_page(page,  # a processed notebook
+                n: str,  # its name in `nbs/`
+                names: list[str],  # every notebook of the site, in order
+                readme_nb: str,  # the home page's notebook
+                src: Path,  # the site's source folder
+               ):
+    "Write a page into `src`; the home page's is `index.ipynb`, with the site's tables of contents."
+    import nbformat
+    if n == readme_nb:
+        others = [Path(x).stem for x in names if x != readme_nb]
+        page.cells.append(nbformat.v4.new_markdown_cell(_toctree("Notebooks", others) + "\n\n"
+                                                        + _toctree("Reference",
+                                                                   ["api", "runs/index"])))
+        nbformat.write(page, src / "index.ipynb")
+    else: nbformat.write(page, src / n)
 
 # %% ../nbs/08_docs.ipynb #a8973bf8
 def build_site(root: Path | None = None,  # the checkout (default: the one this package is in)
@@ -470,7 +561,6 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
                log=print,  # progress messages
               ) -> Path:
     "Build the docs site into `out`; returns the path of its index.html."
-    import nbformat
     from sft_demos.report import committed_runs
     root = Path(root or ROOT).resolve()
     cfg = settings(root)
@@ -483,58 +573,21 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     links = SiteLinks(root, src, nbs, Path(runs_dir or root / "runs").resolve())
     names = [f.name for f in sorted(nbs.glob("*.ipynb"))]
     stage_nbs, readme_nb = _stage_notebooks(), cfg.get("readme_nb", "index.ipynb")
-    todo = [n for n in names if n in execute]
-    log(f"executing {', '.join(todo)}")
-    t0 = time.time()
-    with ThreadPoolExecutor(2) as ex:
-        executed = dict(zip(todo,
-                            ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs,
-                                                        skip_flags=("gpu", "slow")), todo)))
-    log(f"executed in {time.time() - t0:.0f}s")
+    executed = _execute_site(nbs, [n for n in names if n in execute], log)
     (src / "runs").mkdir()
     (src / "runs" / "index.md").write_text(runs_page(runs, src,
                                                      links))  # first: pages link run images
     docs = []
     for n in names:
-        note = None
-        if n in executed: nb, base = executed[n], nbs
-        elif n in stage_nbs and (copy_ := run_copy(n, runs)):
-            nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_), copy_.parent.name), nbs
-            note = ("The outputs on this page are those of the cells marked `#| stage`, as "
-                    "executed in the committed run "
-                    f"[{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
-        else:
-            nb, base = read_nb(nbs / n), nbs
-            if any(c.cell_type == "code" for c in nb.cells):
-                note = ("This page shows the notebook's code without outputs; open `nbs/" + n
-                        + "` in Jupyter and run it "
-                        "to see them."
-                        + (" A committed run's executed copy replaces it once one exists."
-                           if n in stage_nbs else ""))
+        nb, base, note = _page_source(n, nbs, executed, stage_nbs, runs)
         page = process_nb(nb, base, links.mapper(src / n))
         if note: page.cells.insert(1, _note(note))
-        if n == readme_nb:
-            others = [Path(x).stem for x in names if x != readme_nb]
-            page.cells.append(nbformat.v4.new_markdown_cell(_toctree("Notebooks", others) + "\n\n"
-                                                            + _toctree("Reference",
-                                                                       ["api", "runs/index"])))
-            nbformat.write(page, src / "index.ipynb")
-        else: nbformat.write(page, src / n)
+        _write_page(page, n, names, readme_nb, src)
         docs.append(n)
     (src / "api.md").write_text(api_page(cfg["lib_name"], module_notebooks(nbs)))
     (src / "conf.py").write_text(conf_py(cfg))
     log(f"sphinx: {len(docs)} notebooks, {len(runs)} runs -> {out}")
-    t0 = time.time()
-    html = src / "_build" / "html"  # myst-nb writes beside the output folder, so build inside src and copy
-    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-                        "-d",
-                        str(src / ".doctrees"),
-                        str(src), str(html)], capture_output=True, text=True)
-    if r.returncode: raise RuntimeError(f"sphinx failed:\n{r.stdout}\n{r.stderr}")
-    if out.exists(): shutil.rmtree(out)
-    shutil.copytree(html, out)
-    log(f"sphinx done in {time.time() - t0:.0f}s")
-    return out / "index.html"
+    return _sphinx(src, out, log)
 
 # %% ../nbs/08_docs.ipynb #55ec6bab
 def main(argv: list[str] | None = None) -> int:

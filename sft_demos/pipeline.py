@@ -167,6 +167,65 @@ def _stage_list(p: RunParams, stages: list[str] | None, nbs: Path) -> list[tuple
     return [(s, nbs / STAGE_TABLE[s].notebook) for s in STAGES
             if s in wanted and (nbs / STAGE_TABLE[s].notebook).exists()]
 
+# %% ../nbs/07_pipeline.ipynb #ac0b80b1
+def _run_params(recipe: str, sets: list[str], resume: str | Path | None, runs_dir: str | None
+               ) -> tuple[RunParams, Path | None]:
+    "The parameters of a run, and its folder when it is resumed (None for a new run)."
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / "params.yaml").exists():
+            raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
+        if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set "
+                                   "cannot change it")
+        p = load_params(str(run_dir / "params.yaml"))
+        if not p.under_runner:  # a run folder from before `under_runner`
+            p.under_runner = True
+            save_params(p, run_dir / "params.yaml")
+        return p, run_dir
+    p = load_params(recipe, list(sets))
+    if runs_dir: p.runs_dir = str(runs_dir)
+    p.under_runner = True  # the stages: sources checked by the pre-flight, progress as lines
+    return p, None
+
+# %% ../nbs/07_pipeline.ipynb #ad61fc18
+def _start_run(p: RunParams, sets: list[str]) -> Path:
+    "A new run folder under `p.runs_dir` with the run's `params.yaml` and the command that made it."
+    run_dir = new_run_dir(p.runs_dir, p.recipe)
+    save_params(p, run_dir / "params.yaml")
+    (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe,
+                                                   *[f"--set {s}" for s in sets]])
+                                         + "\n")
+    return run_dir
+
+# %% ../nbs/07_pipeline.ipynb #1c2198e2
+def _set_aside(out: Path):
+    "Keep an earlier attempt's notebook as `<notebook>.failed-N.ipynb` (first free N)."
+    if not out.exists(): return
+    k = 1
+    while (old := out.with_name(f"{out.stem}.failed-{k}.ipynb")).exists(): k += 1
+    out.rename(old)
+
+# %% ../nbs/07_pipeline.ipynb #9d3bb1b1
+def _run_stage(stage: str, nb: Path, run_dir: Path, status: dict, log=print, echo: bool = True):
+    "Execute one stage into `run_dir`, its state and time in `status.json`; secrets redacted after."
+    _set_aside(run_dir / nb.name)
+    status["stages"][stage] = {"state": "running", "notebook": nb.name,
+                               "started": datetime.now(timezone.utc).isoformat()}
+    write_status(run_dir, status)
+    log(f"[{stage}] executing {nb.name}")
+    t0 = time.time()
+    try: execute_stage(stage, nb, run_dir, run_dir / "params.yaml", echo=echo)
+    except BaseException as e:
+        status["stages"][stage].update(state="failed", error=str(e),
+                                       seconds=round(time.time() - t0, 1))
+        write_status(run_dir, status)
+        redact_secrets(run_dir)
+        raise
+    finally: redact_secrets(run_dir)
+    status["stages"][stage].update(state="done", seconds=round(time.time() - t0, 1))
+    write_status(run_dir, status)
+    log(f"[{stage}] done in {time.time() - t0:.1f}s")
+
 # %% ../nbs/07_pipeline.ipynb #5c755ebc
 def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
         sets: list[str] = (),  # `--set key=value` overrides
@@ -178,20 +237,7 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
         echo: bool = True,  # stream each stage's printed output to this terminal
        ) -> Path:
     "Run the pipeline for a recipe; returns the run folder."
-    if resume:
-        run_dir = Path(resume)
-        if not (run_dir / "params.yaml").exists():
-            raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
-        if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set "
-                                   "cannot change it")
-        p = load_params(str(run_dir / "params.yaml"))
-        if not p.under_runner:  # a run folder from before `under_runner`
-            p.under_runner = True
-            save_params(p, run_dir / "params.yaml")
-    else:
-        p = load_params(recipe, list(sets))
-        if runs_dir: p.runs_dir = str(runs_dir)
-        p.under_runner = True  # the stages: sources checked by the pre-flight, progress as lines
+    p, run_dir = _run_params(recipe, sets, resume, runs_dir)
     nbs = Path(notebooks) if notebooks else nbs_dir()
     todo = _stage_list(p, stages, nbs)
     from sft_demos.preflight import preflight, write_plan
@@ -200,43 +246,17 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
     if plan.get("hub") == "unreachable":  # everything is cached: the stages read it without retrying the Hub
         log("the Hub cannot be reached: stages run with HF_HUB_OFFLINE=1 from the cache")
         os.environ["HF_HUB_OFFLINE"] = "1"
-    if not resume:
-        run_dir = new_run_dir(p.runs_dir, p.recipe)
-        save_params(p, run_dir / "params.yaml")
-        (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe,
-                                                       *[f"--set {s}" for s in sets]])
-                                             + "\n")
+    if not resume: run_dir = _start_run(p, sets)
     run_dir = run_dir.resolve()
     if not (run_dir / "plan.json").exists(): write_plan(run_dir, plan)
     status = read_status(run_dir)
     status.update(recipe=p.recipe, run_dir=str(run_dir))
     log(f"run folder: {run_dir}")
     for stage, nb in todo:
-        st = status["stages"].get(stage, {})
-        if st.get("state") == "done":
+        if status["stages"].get(stage, {}).get("state") == "done":
             log(f"[{stage}] already done, skipped")
             continue
-        out = run_dir / nb.name
-        if out.exists():
-            k = 1
-            while (old := run_dir / f"{nb.stem}.failed-{k}.ipynb").exists(): k += 1
-            out.rename(old)
-        status["stages"][stage] = {"state": "running", "notebook": nb.name,
-                                   "started": datetime.now(timezone.utc).isoformat()}
-        write_status(run_dir, status)
-        log(f"[{stage}] executing {nb.name}")
-        t0 = time.time()
-        try: execute_stage(stage, nb, run_dir, run_dir / "params.yaml", echo=echo)
-        except BaseException as e:
-            status["stages"][stage].update(state="failed", error=str(e),
-                                           seconds=round(time.time() - t0, 1))
-            write_status(run_dir, status)
-            redact_secrets(run_dir)
-            raise
-        finally: redact_secrets(run_dir)
-        status["stages"][stage].update(state="done", seconds=round(time.time() - t0, 1))
-        write_status(run_dir, status)
-        log(f"[{stage}] done in {time.time() - t0:.1f}s")
+        _run_stage(stage, nb, run_dir, status, log, echo)
     return run_dir
 
 # %% ../nbs/07_pipeline.ipynb #2724cb45

@@ -84,7 +84,6 @@ class _Floats(ast.NodeTransformer):
     def visit_Name(self, node):
         return ast.Constant(float(node.id)) if node.id in ("nan", "inf") else node
 
-# %% ../nbs/06_report.ipynb #9f9f350d
 def _literal(text: str):
     "Evaluate a Python literal that may contain bare `nan` / `inf`, as a dict repr of floats does."
     return ast.literal_eval(_Floats().visit(ast.parse(text, mode="eval")))
