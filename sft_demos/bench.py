@@ -18,9 +18,9 @@ from .testmodels import llama_config, save_random_model, word_tokenizer
 __all__ = ['LLAMA_2_7B', 'BENCH_MODELS', 'PADDING_FREE', 'BENCH_SETUPS', 'BENCH_DEFAULTS', 'BENCH_GOALS', 'REFERENCE_RECIPE',
            'REFERENCE_TRAINING_KEYS', 'GPU_MODELS', 'GPU_REFERENCE', 'bench_lengths', 'bench_rows', 'bench_sizes',
            'random_adapter', 'bench_params', 'write_bench_data', 'bench_training', 'bench_generation',
-           'llama_parameters', 'bench', 'bench_summary', 'bench_markdown', 'bench_main', 'reference_training',
-           'time_to_quality', 'quality_sides', 'quality_markdown', 'SharedBase', 'gpu_generation', 'gpu_bench',
-           'gpu_main', 'gpu_markdown', 'main']
+           'llama_parameters', 'bench', 'bench_summary', 'bench_markdown', 'bench_parser', 'bench_config', 'bench_main',
+           'reference_training', 'time_to_quality', 'quality_sides', 'quality_markdown', 'SharedBase', 'gpu_generation',
+           'gpu_params', 'gpu_bench', 'gpu_main', 'gpu_markdown', 'main']
 
 # %% ../nbs/09_bench.ipynb #d615f4c7
 def bench_lengths(kind: str,  # "skewed" or "uniform"
@@ -275,9 +275,9 @@ def bench_markdown(b: dict) -> str:
     if pairs: out += ["", "Like for like: " + "; ".join(pairs) + "."]
     return "\n".join(out)
 
-# %% ../nbs/09_bench.ipynb #c8a0a730
-def bench_main(argv: list[str] | None = None) -> int:
-    "Entry point of `sft-demos bench`."
+# %% ../nbs/09_bench.ipynb #8baa4e4d
+def bench_parser() -> argparse.ArgumentParser:
+    "The options of `sft-demos bench`; an option not given is None (`BENCH_DEFAULTS` decides)."
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="sft-demos bench",
                                  description="Training throughput of three batch layouts at equal "
                                  "sequences per step, and serving variants, on the same tiny model "
@@ -305,7 +305,13 @@ def bench_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rows", type=int,
                     help="with --quality: read only this many rows of the recipe's data (default: "
                          "all)")
-    a = ap.parse_args(argv)
+    return ap
+
+# %% ../nbs/09_bench.ipynb #b9946d95
+def bench_config(a: argparse.Namespace,  # options parsed by `bench_parser`
+                 ap: argparse.ArgumentParser,  # the parser, which reports a bad option and exits
+                ) -> dict:
+    "The procedure the options ask for: `BENCH_DEFAULTS` (full or --quick) with the sizes given."
     cfg = dict(BENCH_DEFAULTS["quick" if a.quick else "full"])
     for k in ["model", "rounds", "steps", "batch_size", "max_length"]:
         if getattr(a, k) is not None: cfg[k] = getattr(a, k)
@@ -313,6 +319,14 @@ def bench_main(argv: list[str] | None = None) -> int:
         cfg["variants"] = a.variants.split(",")
         if bad := [v for v in cfg["variants"] if v not in VARIANTS]:
             ap.error(f"unknown variants {bad}; variants are {', '.join(VARIANTS)}")
+    return cfg
+
+# %% ../nbs/09_bench.ipynb #c8a0a730
+def bench_main(argv: list[str] | None = None) -> int:
+    "Entry point of `sft-demos bench`."
+    ap = bench_parser()
+    a = ap.parse_args(argv)
+    cfg = bench_config(a, ap)
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
@@ -502,6 +516,19 @@ def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
     return [r | {"timed_as": load.timed_as[r["variant"]]} if r["status"] == "ok" else r
             for r in rows]
 
+# %% ../nbs/09_bench.ipynb #2da9baff
+def gpu_params(base: Path,  # the saved random model
+               seq_len: int, batch_size: int,  # tokens per training row, rows per optimizer step
+               repeats: int,  # timed generations per variant
+              ) -> RunParams:
+    "The GPU script's run params: the published comparisons' LoRA, whole-text loss, no packing."
+    return load_params("tiny-cpu", overrides=dict(
+        model_name_or_path=str(base), max_length=seq_len, per_device_train_batch_size=batch_size,
+        lora_r=8, lora_alpha=16, lora_target_modules=["all-linear"], gradient_checkpointing=True,
+        packing=False, train_on="all", eval_steps=None, prompt_format="plain",
+        profile_new_tokens=50, profile_repeats=repeats,
+        example_prompts=[" ".join(f"w{i}" for i in range(100, 164))]))
+
 # %% ../nbs/09_bench.ipynb #12a842f8
 def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
               seq_len: int = 1024,  # tokens per training row
@@ -526,14 +553,7 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
         save_random_model(cfg, tok, d / "base", dtype="bfloat16" if torch.cuda.is_available()
                           else "float32")
         log(f"built and saved a random {size} in {time.time() - t:.0f}s")
-        p = load_params("tiny-cpu", overrides=dict(
-            model_name_or_path=str(d / "base"), max_length=seq_len,
-                                                   per_device_train_batch_size=batch_size, lora_r=8,
-            lora_alpha=16,
-            lora_target_modules=["all-linear"], gradient_checkpointing=True, packing=False,
-                                                   train_on="all",
-            eval_steps=None, prompt_format="plain", profile_new_tokens=50, profile_repeats=repeats,
-            example_prompts=[" ".join(f"w{i}" for i in range(100, 164))]))
+        p = gpu_params(d / "base", seq_len, batch_size, repeats)
         run = write_bench_data(d / "run",
                                bench_rows("uniform", batch_size * (warmup + steps) * 2, seq_len * 2,
                                           cfg.vocab_size))
@@ -543,14 +563,12 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
     return {"model": {"size": size, **GPU_MODELS[size], "parameters_b": round(n_params / 1e9, 3),
                       "weights": "random"},
             "setup": {"seq_len": seq_len, "batch_size": batch_size, "steps": steps,
-                      "warmup": warmup, "lora_r": 8,
-                      "lora_alpha": 16, "lora_target_modules": "all-linear",
-                      "gradient_checkpointing": True,
+                      "warmup": warmup, "lora_r": 8, "lora_alpha": 16,
+                      "lora_target_modules": "all-linear", "gradient_checkpointing": True,
                       "quantization": f"{p.bnb_4bit_quant_type}, double quant "
                                       f"{p.bnb_4bit_use_double_quant}"},
             "machine": start, "training": training, "generation": generation,
-            "reference": GPU_REFERENCE,
-            "seconds": round(time.time() - t0, 1)}
+            "reference": GPU_REFERENCE, "seconds": round(time.time() - t0, 1)}
 
 # %% ../nbs/09_bench.ipynb #e7e75896
 def gpu_main(argv: list[str] | None = None) -> int:

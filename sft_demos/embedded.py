@@ -10,8 +10,8 @@ from .params import ParamsError
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'SPECIAL_TOKENS', 'ROLE_TOKENS', 'CHAT_TEMPLATE', 'EMBEDDED_VERSION', 'SHIPPED', 'train_tokenizer',
-           'embedded_corpus', 'pack_blocks', 'fast_bf16', 'pretrain', 'build_embedded', 'cache_root', 'cache_key',
-           'cached_build', 'embedded_keys', 'embedded_tokenizer_path', 'embedded_path', 'ship_embedded',
+           'embedded_corpus', 'pack_blocks', 'fast_bf16', 'pretrain', 'embedded_config', 'build_embedded', 'cache_root',
+           'cache_key', 'cached_build', 'embedded_keys', 'embedded_tokenizer_path', 'embedded_path', 'ship_embedded',
            'check_shipped', 'main']
 
 # %% ../nbs/01b_embedded.ipynb #37228560
@@ -123,6 +123,21 @@ def pretrain(model,  # a causal LM, trained in place
     model.eval()
     return losses
 
+# %% ../nbs/01b_embedded.ipynb #1f14f04b
+def embedded_config(cfg: dict,  # an entry of `EMBEDDED`
+                    tok,  # the base's tokenizer
+                   ):
+    "The `LlamaConfig` of an embedded base: `cfg`'s sizes, `tok`'s vocabulary and special tokens."
+    from transformers import LlamaConfig
+    return LlamaConfig(vocab_size=len(tok), hidden_size=cfg["hidden_size"],
+                       num_hidden_layers=cfg["num_hidden_layers"],
+                       num_attention_heads=cfg["num_attention_heads"],
+                       num_key_value_heads=cfg["num_attention_heads"],
+                       intermediate_size=cfg["intermediate_size"],
+                       max_position_embeddings=cfg["max_position_embeddings"],
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id)
+
 # %% ../nbs/01b_embedded.ipynb #0b0acab4
 def build_embedded(name: str,  # a key of `EMBEDDED`
                    out: Path,  # folder to write (created)
@@ -131,26 +146,17 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
                   ) -> Path:
     "Pretrain the embedded base; save it (bfloat16) with its tokenizer and `pretrain_log.json` to `out`."
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
     cfg = EMBEDDED[name]
-    tok = AutoTokenizer.from_pretrained(str(tok_dir)) if tok_dir else train_tokenizer(sum(embedded_corpus(), []),
-                                                                                      cfg["vocab_size"])
+    tok = (AutoTokenizer.from_pretrained(str(tok_dir)) if tok_dir
+           else train_tokenizer(sum(embedded_corpus(), []), cfg["vocab_size"]))
     docs, _ = embedded_corpus(int(1.02 * cfg["steps"] * cfg["batch_size"] * cfg["block_size"]),
                               cfg["seed"])  # one pass
     blocks = pack_blocks(tok, docs, cfg["block_size"])
     log(f"{name}: vocabulary {len(tok)}, {len(docs)} documents, {blocks.numel():,} tokens in "
         f"{len(blocks)} blocks")
     torch.manual_seed(cfg["seed"])
-    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-               pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=cfg["hidden_size"],
-                                         num_hidden_layers=cfg["num_hidden_layers"],
-        num_attention_heads=cfg["num_attention_heads"],
-                                         num_key_value_heads=cfg["num_attention_heads"],
-        intermediate_size=cfg["intermediate_size"],
-                                         max_position_embeddings=cfg["max_position_embeddings"],
-                                         **ids))
+    model = LlamaForCausalLM(embedded_config(cfg, tok))
     log(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; pretraining "
         f"{cfg['steps']} steps of {cfg['batch_size']} x {cfg['block_size']} tokens (bf16 autocast: "
         f"{fast_bf16()})")
@@ -159,7 +165,9 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
     losses = pretrain(model, blocks, cfg["steps"], cfg["batch_size"], cfg["learning_rate"],
                       cfg["warmup_steps"],
                       cfg["weight_decay"], cfg["seed"], log=log)
-    model.generation_config = GenerationConfig(**ids)
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id,
+                                               eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.cpu().to(torch.bfloat16).save_pretrained(out)  # half the bytes; runs load it in their own dtype

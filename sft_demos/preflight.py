@@ -119,6 +119,10 @@ GATED_ORGS = ("meta-llama",
               )  # orgs whose repos are gated: a download needs an accepted licence and a token
 
 # %% ../nbs/02a_preflight.ipynb #7f561ca6
+def _has_token() -> bool:
+    from huggingface_hub import get_token
+    return get_token() is not None
+
 def check_hub(role: str, repo_id: str, repo_type: str, revision: str | None, probe: HubProbe,
               need: tuple[str, ...] = ()) -> Source:
     "A Hub source: in the cache (path, commit from refs), or on the Hub (commit), or missing with the fix."
@@ -147,11 +151,6 @@ def check_hub(role: str, repo_id: str, repo_type: str, revision: str | None, pro
             s.found, s.where = True, "the Hub (the stage downloads it)"
     if not s.found: s.fix = fetch_hint(repo_id, repo_type, revision, probe.state)
     return s
-
-# %% ../nbs/02a_preflight.ipynb #7950de63
-def _has_token() -> bool:
-    from huggingface_hub import get_token
-    return get_token() is not None
 
 # %% ../nbs/02a_preflight.ipynb #ab167fa0
 def check_model(p: RunParams, probe: HubProbe) -> list[Source]:
