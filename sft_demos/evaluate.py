@@ -17,7 +17,7 @@ __all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP',
            'leaf_tasks', 'task_dataset', 'local_configs', 'Suite', 'data_root', 'plan_suite', 'suite_config',
            'lm_eval_run', 'suite_scores', 'stop_ids', 'generate', 'heldout_scores', 'check_model', 'example_prompts',
            'evaluate_model', 'metrics_rows', 'metrics_table', 'samples_markdown', 'heldout_examples',
-           'check_adapter_base', 'run_eval', 'write_results']
+           'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings', 'samples_record', 'write_results']
 
 # %% ../nbs/04_eval.ipynb #e80f5a5e
 class EvalError(ValueError):
@@ -497,6 +497,18 @@ def check_adapter_base(p: RunParams, adapter: Path):
                         f"now {base} (the embedded base was rebuilt since): scores would be "
                         "meaningless. Run the train stage again.")
 
+# %% ../nbs/04_eval.ipynb #309309de
+def drift_record(p: RunParams, answers: dict,  # `base_answers` of the drift prompts
+                 ft_nll: list,  # the finetuned model's NLL of those answers
+                ) -> dict:
+    "metrics.json's drift: `drift_stats` of the base's answers, their key and per-prompt NLLs."
+    from sft_demos.general import drift_stats
+    return drift_stats(answers["base_nll"], ft_nll, p.drift_threshold, p.verdict_z) | {
+        "prompts": len(answers["prompts"]),
+        "max_new_tokens": answers["generation"]["max_new_tokens"],
+        "answers_key": answers["key"],
+        "per_prompt": [{"base": b, "finetuned": f_} for b, f_ in zip(answers["base_nll"], ft_nll)]}
+
 # %% ../nbs/04_eval.ipynb #d5651142
 def run_eval(p: RunParams,  # the run's parameters
              run_dir: str | Path,  # run folder with adapter/ and data/ from the earlier stages
@@ -518,8 +530,7 @@ def run_eval(p: RunParams,  # the run's parameters
     for what in ["finetuned"] + (["base"] if p.eval_base
                                  else []):  # finetuned first: a broken adapter fails early
         t0 = time.time()
-        tok = load_tokenizer(p,
-                             adapter if what == "finetuned"
+        tok = load_tokenizer(p, adapter if what == "finetuned"
                              and (adapter / "tokenizer_config.json").is_file() else None)
         try: model = load_base(p) if what == "base" else load_finetuned(p, run_dir)
         except Exception as e:
@@ -534,49 +545,36 @@ def run_eval(p: RunParams,  # the run's parameters
         log(f"{what}: done in {time.time() - t0:.1f}s")
     drift = None
     if answers:
-        from sft_demos.general import drift_stats
-        drift = drift_stats(answers["base_nll"], res["finetuned"]["drift_nll"], p.drift_threshold,
-                            p.verdict_z) | {
-            "prompts": len(answers["prompts"]),
-                                            "max_new_tokens": answers["generation"]["max_new_tokens"],
-            "answers_key": answers["key"],
-            "per_prompt": [{"base": b, "finetuned": f_} for b, f_ in zip(answers["base_nll"],
-                                                                          res["finetuned"]["drift_nll"])]}
+        drift = drift_record(p, answers, res["finetuned"]["drift_nll"])
         log(f"drift {drift['drift']:+.3f} nats/token (95% CI {drift['ci95'][0]:+.3f} to "
             f"{drift['ci95'][1]:+.3f}): {drift['verdict']}")
     write_results(p, run_dir, {m: res[m] for m in ("base", "finetuned") if m in res}, suite,
                   heldout, drift)
 
-# %% ../nbs/04_eval.ipynb #1ade2cd3
-def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, heldout: list[dict],
-                  drift: dict | None = None):
-    "Write metrics.json, metrics.md, samples.json and samples.md (each atomically) from `evaluate_model` outputs."
+# %% ../nbs/04_eval.ipynb #00fc1f2e
+def eval_settings(p: RunParams, suite: Suite | None) -> dict:
+    "metrics.json's settings: tasks, shots, data, lm-eval version, the models, the verdict rule."
     import lm_eval
+    return {"eval_tasks": p.eval_tasks, "num_fewshot": p.eval_num_fewshot,
+            "limit": p.eval_limit,
+            "eval_data": p.eval_data,
+            "data_root": str(suite.root) if suite and suite.root else None,
+            "batch_size": p.eval_batch_size,
+            "lm_eval_version": lm_eval.__version__,
+            "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base "
+                                                                                     "model",
+            "finetuned": "base model with the run's LoRA adapter (adapter/)"},
+            "finetuned_4bit": p.load_in_4bit,
+            # the finetuned model was scored on the 4-bit base (QLoRA)
+            "lm_eval_include_path": "lm_eval_tasks" if suite else None,
+            "smoke_set": p.eval_data == "embedded", "verdict_z": p.verdict_z,
+            "verdict_rule": f"gain or loss when |delta| > {p.verdict_z:g} x sqrt(base_stderr^2 "
+                            "+ finetuned_stderr^2)"}
+
+# %% ../nbs/04_eval.ipynb #f48e8d06
+def samples_record(p: RunParams, res: dict, heldout: list[dict]) -> dict:
+    "samples.json: generation settings, every model's answer per example prompt, held-out examples."
     models = list(res)
-    from sft_demos.general import add_verdicts, drift_markdown
-    rows = add_verdicts(metrics_rows(res), p.verdict_z)
-    settings = {"eval_tasks": p.eval_tasks, "num_fewshot": p.eval_num_fewshot,
-                "limit": p.eval_limit,
-                "eval_data": p.eval_data,
-                "data_root": str(suite.root) if suite and suite.root else None,
-                "batch_size": p.eval_batch_size,
-                "lm_eval_version": lm_eval.__version__,
-                "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base "
-                                                                                         "model",
-                "finetuned": "base model with the run's LoRA adapter (adapter/)"},
-                "finetuned_4bit": p.load_in_4bit,
-                # the finetuned model was scored on the 4-bit base (QLoRA)
-                "lm_eval_include_path": "lm_eval_tasks" if suite else None,
-                "smoke_set": p.eval_data == "embedded", "verdict_z": p.verdict_z,
-                "verdict_rule": f"gain or loss when |delta| > {p.verdict_z:g} x sqrt(base_stderr^2 "
-                                "+ finetuned_stderr^2)"}
-    metrics = {"settings": settings, "table": rows}
-    if drift: metrics["drift"] = drift
-    if suite: metrics["leaderboard"] = {m: r["leaderboard"] for m, r in res.items()}
-    if heldout:
-        metrics["heldout"] = {m: r["heldout"] for m, r in res.items()}
-        metrics["heldout_exact_match"] = {m: r["heldout"]["exact_match"] for m, r in res.items()}
-    if suite: metrics["lm_eval"] = {m: r["lm_eval"] for m, r in res.items()}
     gen = {"max_new_tokens": p.max_new_tokens, "do_sample": p.do_sample,
            "temperature": p.temperature, "top_p": p.top_p,
            "seed": p.seed, "prompt_format": p.prompt_format, "system_prompt": p.system_prompt}
@@ -590,6 +588,23 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
                                         "answer": heldout[i]["answer"]}
                                        | {m: res[m]["heldout_predictions"][i] for m in models}
                                        for i in heldout_examples(heldout)]
+    return samples
+
+# %% ../nbs/04_eval.ipynb #1ade2cd3
+def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, heldout: list[dict],
+                  drift: dict | None = None):
+    "Write metrics.json, metrics.md, samples.json and samples.md (each atomically) from `evaluate_model` outputs."
+    models = list(res)
+    from sft_demos.general import add_verdicts, drift_markdown
+    rows = add_verdicts(metrics_rows(res), p.verdict_z)
+    metrics = {"settings": eval_settings(p, suite), "table": rows}
+    if drift: metrics["drift"] = drift
+    if suite: metrics["leaderboard"] = {m: r["leaderboard"] for m, r in res.items()}
+    if heldout:
+        metrics["heldout"] = {m: r["heldout"] for m, r in res.items()}
+        metrics["heldout_exact_match"] = {m: r["heldout"]["exact_match"] for m, r in res.items()}
+    if suite: metrics["lm_eval"] = {m: r["lm_eval"] for m, r in res.items()}
+    samples = samples_record(p, res, heldout)
     note = ("\n*Leaderboard rows are scored on the bundled offline mini-sets (`eval_data: "
             "embedded`): a smoke test of "
             "the evaluation, not a benchmark.*\n" if p.eval_data == "embedded" and suite else "")

@@ -13,10 +13,10 @@ from .util import machine, sha256_file, write_atomic, read_jsonl
 __all__ = ['LLAMA_CPP_PYTHON', 'QUANTS', 'TIMING_THREADS', 'GGUF_KEYS', 'LLAMA2_TEMPLATE', 'ExportError', 'llama_cpp_source',
            'llama_cpp_version', 'metaspace_bpe', 'sentencepiece_model', 'run_params', 'run_tokenizer', 'ensure_merged',
            'declare_special_adds', 'spm_model_file', 'converter_input', 'convert', 'quantize', 'template_parts',
-           'rebuild_prompt', 'modelfile', 'prompt_sets', 'llama', 'first_mismatch', 'check_tokenization', 'cpp_greedy',
-           'hf_greedy', 'answer_length', 'check_generation', 'cpp_seconds', 'reference_answers', 'export_run',
-           'gguf_metadata', 'export_markdown', 'export_main', 'run_export', 'family_texts', 'tiny_llama_folder',
-           'llama2_tokenizer']
+           'rebuild_prompt', 'modelfile_check', 'modelfile', 'prompt_sets', 'llama', 'first_mismatch',
+           'check_tokenization', 'cpp_greedy', 'hf_greedy', 'answer_length', 'check_generation', 'cpp_seconds',
+           'speed_table', 'reference_answers', 'export_run', 'gguf_metadata', 'export_markdown', 'export_main',
+           'run_export', 'family_texts', 'tiny_llama_folder', 'llama2_tokenizer']
 
 # %% ../nbs/05b_export.ipynb #a145f978
 class ExportError(RuntimeError): pass
@@ -237,6 +237,12 @@ def rebuild_prompt(parts: dict, msgs: list[dict]) -> str:
                              parts["generation"] if last else parts["user_to_answer"])
     return s
 
+# %% ../nbs/05b_export.ipynb #6bf8f69d
+def modelfile_check(parts: dict, rows: list[dict]) -> dict:
+    "How many held-out rows' prompts the template parts rebuild character for character."
+    rebuilt = [rebuild_prompt(parts, r["messages"]) == r["prompt"] for r in rows]
+    return {"prompts": len(rebuilt), "rebuilt_exactly": sum(rebuilt)}
+
 # %% ../nbs/05b_export.ipynb #cb939469
 def _go(s: str) -> str:
     "Literal text for a Go template (`{{` cannot appear literally)."
@@ -383,6 +389,30 @@ def _file_facts(f: Path) -> dict:
     return {"file": f.name, "bytes": f.stat().st_size, "mb": round(f.stat().st_size / 2**20, 2),
             "sha256": sha256_file(f)}
 
+# %% ../nbs/05b_export.ipynb #e9488dce
+def speed_table(hf: dict,  # transformers' `time_generation` of the merged model
+                cpp: dict,  # file name (f16, q8_0, ...) -> its `cpp_seconds`
+               ) -> dict:
+    "export.json's speed: transformers' seconds, then llama.cpp's per file with its ratio."
+    return {"transformers_merged_fp": {"median_s": hf["median_s"], "seconds": hf["seconds"]}} | {
+        f"llama_cpp_{k}": v | {"ratio_to_transformers": round(v["median_s"] / hf["median_s"], 3)}
+        for k, v in cpp.items()}
+
+# %% ../nbs/05b_export.ipynb #da311b61
+def _export_inputs(run_dir: Path, quants: list[str]) -> tuple:
+    "The run's params, tokenizer, prompt sets and template parts; refuses before any work."
+    p = run_params(run_dir)
+    unknown = [q for q in quants if q not in QUANTS]
+    if unknown: raise ExportError(f"unknown quantizations {unknown}; known: {', '.join(QUANTS)}")
+    versions = llama_cpp_version()
+    out = run_dir / "export"
+    if out.exists(): raise ExportError(f"{out} exists: an export is never overwritten; move it "
+                                       "away to export again")
+    tok = run_tokenizer(p, run_dir)
+    sets = prompt_sets(p, run_dir, tok)
+    parts = template_parts(tok) if p.prompt_format == "chat_template" else None
+    return p, versions, tok, sets, parts
+
 # %% ../nbs/05b_export.ipynb #dd18d44e
 def reference_answers(p: RunParams, merged: Path, tok, sets: dict, n_new: int) -> tuple[dict, dict]:
     "transformers' greedy answers of the merged model for the checked prompts, and its seconds per 50 new tokens."
@@ -400,6 +430,33 @@ def reference_answers(p: RunParams, merged: Path, tok, sets: dict, n_new: int) -
     return ref, speed
 
 # %% ../nbs/05b_export.ipynb #09effd90
+def _gguf_files(p: RunParams, merged: Path, tok, tmp: Path, quants: list[str], eot_id: int,
+                log=print) -> tuple[dict, float]:
+    "In a fresh `tmp`: model-f16.gguf converted from `merged`, its quantizations; the seconds taken."
+    if tmp.exists(): shutil.rmtree(tmp)  # left by an export that was killed
+    tmp.mkdir()
+    t0 = time.time()
+    log("converting to GGUF (f16)")
+    hf = converter_input(merged, tok, tmp / "hf", spm_model_file(p, tok))
+    files = {"f16": convert(hf, tmp / "model-f16.gguf", eot_id=eot_id)}
+    shutil.rmtree(tmp / "hf")
+    for q in quants:
+        log(f"quantizing to {q}")
+        files[q] = quantize(files["f16"], tmp / f"model-{q}.gguf", q)
+    return files, time.time() - t0
+
+def _cpp_checks(p: RunParams, files: dict, tok, sets: dict, ref: dict, n_new: int,
+                log=print) -> tuple[dict, dict]:
+    "Per GGUF file: llama.cpp's tokenization and generation checks, and its `cpp_seconds`."
+    from sft_demos.runtime import profile_prompt
+    checks, cpp = {}, {}
+    for name, f in files.items():
+        log(f"llama.cpp checks of {f.name}")
+        checks[name] = {"tokenization": check_tokenization(f, tok, sets),
+                        "generation": check_generation(f, ref, sets, n_new)}
+        cpp[name] = cpp_seconds(f, profile_prompt(p, tok))
+    return checks, cpp
+
 def export_run(run_dir: str | Path,
                # a finished run folder (params.yaml, adapter/ or merged/, data/)
                quants: list[str] = ("q8_0", "q4_k_m"),
@@ -411,63 +468,33 @@ def export_run(run_dir: str | Path,
     from sft_demos.evaluate import stop_ids
     from sft_demos.runtime import profile_prompt
     run_dir = Path(run_dir)
-    p = run_params(run_dir)
-    unknown = [q for q in quants if q not in QUANTS]
-    if unknown: raise ExportError(f"unknown quantizations {unknown}; known: {', '.join(QUANTS)}")
-    versions = llama_cpp_version()
-    out = run_dir / "export"
-    if out.exists(): raise ExportError(f"{out} exists: an export is never overwritten; move it "
-                                       "away to export again")
-    tok = run_tokenizer(p, run_dir)
-    sets = prompt_sets(p, run_dir, tok)
-    parts = template_parts(tok) if p.prompt_format == "chat_template" else None
+    p, versions, tok, sets, parts = _export_inputs(run_dir, quants)
     merged = ensure_merged(p, run_dir, log)
     stops = stop_ids(tok)
     tmp = run_dir / ".export.tmp"
-    if tmp.exists(): shutil.rmtree(tmp)  # left by an export that was killed
-    tmp.mkdir()
-    t0 = time.time()
-    log("converting to GGUF (f16)")
-    hf = converter_input(merged, tok, tmp / "hf", spm_model_file(p, tok))
-    files = {"f16": convert(hf, tmp / "model-f16.gguf", eot_id=stops[-1])}
-    shutil.rmtree(tmp / "hf")
-    for q in quants:
-        log(f"quantizing to {q}")
-        files[q] = quantize(files["f16"], tmp / f"model-{q}.gguf", q)
-    convert_s = time.time() - t0
+    files, convert_s = _gguf_files(p, merged, tok, tmp, quants, stops[-1], log)
     n_new = answer_length(tok, sets, p)
     log("greedy answers of the merged model in transformers "
         f"({len(sets['heldout']) + len(sets['examples'])} prompts)")
     ref, hf_speed = reference_answers(p, merged, tok, sets, n_new)
-    checks, speed = {}, {"transformers_merged_fp": {"median_s": hf_speed["median_s"],
-                                                    "seconds": hf_speed["seconds"]}}
-    for name, f in files.items():
-        log(f"llama.cpp checks of {f.name}")
-        checks[name] = {"tokenization": check_tokenization(f, tok, sets),
-                        "generation": check_generation(f, ref, sets, n_new)}
-        speed[f"llama_cpp_{name}"] = cpp_seconds(f, profile_prompt(p, tok))
-    for k, v in speed.items():
-        if k.startswith("llama_cpp"): v["ratio_to_transformers"] = round(v["median_s"] / hf_speed["median_s"], 3)
+    checks, cpp = _cpp_checks(p, files, tok, sets, ref, n_new, log)
+    stop_tokens = [tok.convert_ids_to_tokens(i) for i in stops]
+    template = modelfile_check(parts, sets["_heldout_rows"]) if parts is not None else None
     if parts is not None:
-        rows = read_jsonl(run_dir / "data" / "heldout.jsonl") if sets["_heldout_rows"] else []
-        rebuilt = [rebuild_prompt(parts, r["messages"]) == r["prompt"] for r in rows]
-        (tmp / "Modelfile").write_text(modelfile(files["f16"].name, parts,
-                                                 [tok.convert_ids_to_tokens(i) for i in stops],
+        (tmp / "Modelfile").write_text(modelfile(files["f16"].name, parts, stop_tokens,
                                                  p.system_prompt))
     info = {"run": run_dir.name, "model_name_or_path": p.model_name_or_path, "converter": {
                 "script": "convert_hf_to_gguf.py (llama.cpp, vendored by llama-cpp-python)", **versions},
             "files": [_file_facts(f) for f in files.values()] + ([_file_facts(tmp / "Modelfile")]
                                                                  if parts else []),
-            "metadata": gguf_metadata(files["f16"]), "stop_tokens": [tok.convert_ids_to_tokens(i)
-                                                                     for i in stops],
-            "max_new_tokens": n_new, "checks": checks,
-            "modelfile_template": ({"prompts": len(rebuilt), "rebuilt_exactly": sum(rebuilt)}
-                                   if parts else None),
-            "speed": {"prompt": profile_prompt(p, tok), "threads": TIMING_THREADS, **speed},
+            "metadata": gguf_metadata(files["f16"]), "stop_tokens": stop_tokens,
+            "max_new_tokens": n_new, "checks": checks, "modelfile_template": template,
+            "speed": {"prompt": profile_prompt(p, tok), "threads": TIMING_THREADS,
+                      **speed_table(hf_speed, cpp)},
             "machine": machine(), "convert_and_quantize_s": round(convert_s, 1)}
     write_atomic(tmp / "export.json", json.dumps(info, indent=1))
     write_atomic(tmp / "export.md", export_markdown(info))
-    tmp.rename(out)
+    tmp.rename(run_dir / "export")
     return info
 
 # %% ../nbs/05b_export.ipynb #751ff09b

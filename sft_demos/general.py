@@ -13,7 +13,7 @@ from .embedded import cache_key, cache_root, cached_build
 # %% auto #0
 __all__ = ['GENERAL_DIR', 'DRIFT_NEW_TOKENS', 'REPLAY_NEW_TOKENS', 'read_prompts', 'drift_prompts', 'replay_prompts',
            'base_identity', 'prompt_texts', 'answer_nll', 'base_answers', 'drift_stats', 'verdict', 'add_verdicts',
-           'drift_markdown', 'whole_sentences', 'replay_rows', 'replay_record', 'record_markdown', 'record_main']
+           'drift_markdown', 'whole_sentences', 'replay_rows', 'record_markdown', 'replay_record', 'record_main']
 
 # %% ../nbs/04b_general.ipynb #bb9bd581
 GENERAL_DIR = (Path(__file__).parent if "__file__" in globals()
@@ -234,6 +234,91 @@ def _run_facts(run: Path) -> dict:
             "leaderboard": [r for r in m["table"] if r["key"].startswith("leaderboard.")],
             "samples": json.loads((run / "samples.json").read_text())["samples"]}
 
+# %% ../nbs/04b_general.ipynb #9997eef1
+def _pct1(x) -> str: return "-" if x is None else f"{100 * x:.1f}"
+
+# %% ../nbs/04b_general.ipynb #06ea26ef
+def _heldout_table(ha: dict, hb: dict) -> str:
+    "Held-out exact match (%) per family and overall: base, finetuned, finetuned + replay."
+    from sft_demos.util import md_table
+    rows = [{"held-out exact match": f, "base": _pct1(ha["base"]["families"][f]["exact_match"]),
+             "finetuned": _pct1(ha["finetuned"]["families"][f]["exact_match"]),
+             "finetuned + replay": _pct1(hb["finetuned"]["families"].get(f, {}).get("exact_match"))}
+            for f in ha["finetuned"]["families"]]
+    rows.append({"held-out exact match": "**all**", "base": _pct1(ha["base"]["exact_match"]),
+                 "finetuned": _pct1(ha["finetuned"]["exact_match"]),
+                 "finetuned + replay": _pct1(hb["finetuned"]["exact_match"])})
+    return md_table(rows, list(rows[0]), align="lrrr")
+
+# %% ../nbs/04b_general.ipynb #e00fa0a1
+def _drift_table(drifts: list[tuple[str, dict]]) -> str:
+    "Per named run: drift, its interval, share of prompts above the threshold, verdict; `-` if none."
+    from sft_demos.util import md_table
+    d = [{"run": name, "drift (nats/token)": f"{x['drift']:+.3f}", "95% CI": f"{x['ci95'][0]:+.3f} "
+                                                                             "to "
+                                                                             f"{x['ci95'][1]:+.3f}",
+          f"prompts above {x['threshold']}": f"{x['share_above_threshold']:.0%}",
+          "verdict": x["verdict"]}
+         for name, x in drifts if x]
+    return md_table(d, list(d[0]), align="lrrrl") if d else "-"
+
+# %% ../nbs/04b_general.ipynb #2e2dd1c8
+def _leaderboard_table(la: list[dict], lb: list[dict]) -> str | None:
+    "Leaderboard rows of both runs side by side (values, deltas, verdicts); None without rows."
+    from sft_demos.util import md_table
+    rows = [{"metric": ra["metric"], "base": _pct1(ra.get("base")),
+             "finetuned": _pct1(ra.get("finetuned")),
+             "delta": "-" if ra.get("delta") is None else f"{100 * ra['delta']:+.1f}",
+             "verdict": ra.get("verdict", "-"),
+             "finetuned + replay": _pct1(rb.get("finetuned")),
+             "delta ": "-" if rb.get("delta") is None else f"{100 * rb['delta']:+.1f}",
+             "verdict ": rb.get("verdict", "-")}
+            for ra, rb in zip(la, lb)]
+    return md_table(rows, list(rows[0]), align="lrrrlrrl") if rows else None
+
+# %% ../nbs/04b_general.ipynb #b5bcbb44
+def _example_answers(sa: list[dict], sb: list[dict]) -> list[str]:
+    "Per example prompt: a heading, then the base's, the finetuned and the replay model's answers."
+    out = []
+    for a, b in zip(sa, sb):
+        out.append(f"### {a['prompt'].strip()}")
+        out += [f"**{name}**\n\n```text\n{(txt or '').strip() or '(empty)'}\n```"
+                for name, txt in [("base", a.get("base")), ("finetuned", a.get("finetuned")),
+                                  ("finetuned + replay", b.get("finetuned"))]]
+    return out
+
+# %% ../nbs/04b_general.ipynb #f70bcea5
+def record_markdown(rec: dict) -> str:
+    "The record as a page: settings, held-out per family, drift, leaderboard verdicts, example answers, the goal."
+    a, b, g = rec["without"], rec["with_replay"], rec["goal"]
+    out = [f"# Replay against forgetting: {a['run']} vs {b['run']}",
+           "Written by `sft_demos.general.replay_record` from the two run folders (`runs/"
+           + a["run"] + "`, `runs/"
+           + b["run"] + "`).",
+           f"- without replay: `{a['command']}`; sources " + ", ".join(f"{s['label']} "
+                                                                       f"({s['rows_kept']} rows)"
+                                                                       for s in a["sources"]),
+           f"- with replay: `{b['command']}`; sources " + ", ".join(f"{s['label']} (ratio "
+                                                                    f"{s['ratio']}, "
+                                                                    f"{s['rows_kept']} rows)"
+                                                                    for s in b["sources"])]
+    out += ["## Held-out exact match (%)", _heldout_table(a["heldout"], b["heldout"])]
+    out += ["## Drift from the base on the bundled general prompts",
+            _drift_table([("finetuned", a["drift"]), ("finetuned + replay", b["drift"])])]
+    lb = _leaderboard_table(a["leaderboard"], b["leaderboard"])
+    if lb:
+        out += ["## Leaderboard smoke set (bundled mini-sets: a smoke test, 16 questions a task)",
+                lb]
+    out.append("## Example prompts")
+    out += _example_answers(a["samples"], b["samples"])
+    out += ["## The goal",
+            f"- held-out exact match within {100 * g['heldout_within']:.0f} points of the run "
+            f"without replay: {'yes' if g['heldout_ok'] else 'no'} ({100 * g['heldout_drop']:+.1f} "
+            "points lost)",
+            f"- drift within noise: {'yes' if g['drift_ok'] else 'no'} (without replay: "
+            f"{g['drift_without']}; with replay: {g['drift_with']})"]
+    return "\n\n".join(out) + "\n"
+
 # %% ../nbs/04b_general.ipynb #757a6201
 def replay_record(without: str | Path,  # finished run folder, no replay source
                   with_replay: str | Path,  # the same run with a replay source
@@ -258,66 +343,6 @@ def replay_record(without: str | Path,  # finished run folder, no replay source
     write_atomic(out / "record.json", json.dumps(rec, indent=1))
     write_atomic(out / "README.md", record_markdown(rec))
     return rec
-
-# %% ../nbs/04b_general.ipynb #f70bcea5
-def record_markdown(rec: dict) -> str:
-    "The record as a page: settings, held-out per family, drift, leaderboard verdicts, example answers, the goal."
-    from sft_demos.util import md_table
-    a, b, g = rec["without"], rec["with_replay"], rec["goal"]
-    pct = lambda x: "-" if x is None else f"{100 * x:.1f}"
-    out = [f"# Replay against forgetting: {a['run']} vs {b['run']}",
-           "Written by `sft_demos.general.replay_record` from the two run folders (`runs/"
-           + a["run"] + "`, `runs/"
-           + b["run"] + "`).",
-           f"- without replay: `{a['command']}`; sources " + ", ".join(f"{s['label']} "
-                                                                       f"({s['rows_kept']} rows)"
-                                                                       for s in a["sources"]),
-           f"- with replay: `{b['command']}`; sources " + ", ".join(f"{s['label']} (ratio "
-                                                                    f"{s['ratio']}, "
-                                                                    f"{s['rows_kept']} rows)"
-                                                                    for s in b["sources"])]
-    ha, hb = a["heldout"], b["heldout"]
-    fams = list(ha["finetuned"]["families"])
-    rows = [{"held-out exact match": f, "base": pct(ha["base"]["families"][f]["exact_match"]),
-             "finetuned": pct(ha["finetuned"]["families"][f]["exact_match"]),
-             "finetuned + replay": pct(hb["finetuned"]["families"].get(f, {}).get("exact_match"))}
-            for f in fams]
-    rows.append({"held-out exact match": "**all**", "base": pct(ha["base"]["exact_match"]),
-                 "finetuned": pct(ha["finetuned"]["exact_match"]),
-                 "finetuned + replay": pct(hb["finetuned"]["exact_match"])})
-    out += ["## Held-out exact match (%)", md_table(rows, list(rows[0]), align="lrrr")]
-    d = [{"run": name, "drift (nats/token)": f"{x['drift']:+.3f}", "95% CI": f"{x['ci95'][0]:+.3f} "
-                                                                             "to "
-                                                                             f"{x['ci95'][1]:+.3f}",
-          f"prompts above {x['threshold']}": f"{x['share_above_threshold']:.0%}",
-          "verdict": x["verdict"]}
-         for name, x in [("finetuned", a["drift"]), ("finetuned + replay", b["drift"])] if x]
-    out += ["## Drift from the base on the bundled general prompts",
-            md_table(d, list(d[0]), align="lrrrl") if d else "-"]
-    lb = [{"metric": ra["metric"], "base": pct(ra.get("base")),
-           "finetuned": pct(ra.get("finetuned")),
-           "delta": "-" if ra.get("delta") is None else f"{100 * ra['delta']:+.1f}",
-           "verdict": ra.get("verdict", "-"),
-           "finetuned + replay": pct(rb.get("finetuned")),
-           "delta ": "-" if rb.get("delta") is None else f"{100 * rb['delta']:+.1f}",
-           "verdict ": rb.get("verdict", "-")}
-          for ra, rb in zip(a["leaderboard"], b["leaderboard"])]
-    if lb:
-        out += ["## Leaderboard smoke set (bundled mini-sets: a smoke test, 16 questions a task)",
-                md_table(lb, list(lb[0]), align="lrrrlrrl")]
-    out.append("## Example prompts")
-    for sa, sb in zip(a["samples"], b["samples"]):
-        out.append(f"### {sa['prompt'].strip()}")
-        out += [f"**{name}**\n\n```text\n{(txt or '').strip() or '(empty)'}\n```"
-                for name, txt in [("base", sa.get("base")), ("finetuned", sa.get("finetuned")),
-                                  ("finetuned + replay", sb.get("finetuned"))]]
-    out += ["## The goal",
-            f"- held-out exact match within {100 * g['heldout_within']:.0f} points of the run "
-            f"without replay: {'yes' if g['heldout_ok'] else 'no'} ({100 * g['heldout_drop']:+.1f} "
-            "points lost)",
-            f"- drift within noise: {'yes' if g['drift_ok'] else 'no'} (without replay: "
-            f"{g['drift_without']}; with replay: {g['drift_with']})"]
-    return "\n\n".join(out) + "\n"
 
 # %% ../nbs/04b_general.ipynb #39b15a5b
 def record_main(argv: list[str] | None = None) -> int:
