@@ -91,11 +91,9 @@ PADDING_FREE = dict(padding_free=True,
 BENCH_SETUPS = {  # the same sequences in every step; "padded" first: the reference of the ratios
     "padded": dict(),  # padded to the longest sequence of each batch (the train stage's default)
     "padding_free_dense": dict(sft=PADDING_FREE,
-                               attn="sdpa"),
-                # one flattened row, stock sdpa with a block-diagonal mask
+                               attn="sdpa"),  # one flattened row, stock sdpa with a block-diagonal mask
     "padding_free": dict(sft=PADDING_FREE,
-                         attn="varlen"),
-                # the same row, each sequence attended on its own (`varlen_sdpa`)
+                         attn="varlen"),  # the same row, each sequence attended on its own (`varlen_sdpa`)
 }
 
 def bench_params(base: Path, batch_size: int, max_length: int, repeats: int,
@@ -123,8 +121,7 @@ def bench_training(p: RunParams,  # bench params (model, batch size, max_length)
                    work: Path,  # scratch folder
                    kinds: list[str],  # data kinds: skewed, uniform
                    n_rows: int, steps: int, warmup: int, rounds: int, vocab_size: int,
-                   setups: list[str] = tuple(BENCH_SETUPS),
-                   # keys of `BENCH_SETUPS`; the first is the reference
+                   setups: list[str] = tuple(BENCH_SETUPS),  # keys of `BENCH_SETUPS`; the first is the reference
                    log=print,
                   ) -> dict:
     "Per data kind: each setup's measurement in every round, median tokens/s, and each setup's ratio to the first's."
@@ -402,8 +399,7 @@ def _quality_side(q: RunParams, run: Path) -> dict:
 
 # %% ../nbs/09_bench.ipynb #f1035a8e
 def time_to_quality(project: str = "tiny-cpu",  # the project's default recipe
-                    reference: str = REFERENCE_RECIPE,
-                    # the recipe whose training settings the reference side replays
+                    reference: str = REFERENCE_RECIPE,  # the recipe whose training settings the reference side replays
                     sets: dict | None = None,  # overrides for both sides (tests: fewer rows)
                     log=print,  # progress lines
                    ) -> dict:
@@ -538,8 +534,7 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
               train_modes: list[str] = ("qlora", "lora"),  # QLoRA, and LoRA on the bf16 base
               variants: list[str] = tuple(VARIANTS),  # generation variants
               repeats: int = 3,  # timed generations per variant (after one warm-up)
-              work: str | None = None,
-              # folder for the saved random model (default: a temporary one)
+              work: str | None = None,  # folder for the saved random model (default: a temporary one)
               log=print,  # progress lines
              ) -> dict:
     "Training throughput and generation runtime of a random-weight model of `size`; returns the record."

@@ -39,8 +39,7 @@ def _show(v, width: int = 40) -> str:
 
 # %% ../nbs/01_data.ipynb #d88d070c
 def check_messages(msgs,  # a list of {role, content} turns
-                   what: str = "conversation",
-                   # how the message names `msgs` (e.g. "field 'messages'")
+                   what: str = "conversation",  # how the message names `msgs` (e.g. "field 'messages'")
                   ) -> list[dict]:
     "Return `msgs` as clean turns, or raise `BadRow` saying what is wrong."
     if not isinstance(msgs, list): raise BadRow(f"{what} is {_kind(msgs)}, not a list of turns")
@@ -436,8 +435,7 @@ def _inference_ids(r: dict, prompts: list, tok, fmt: str) -> list:
                                     return_dict=True)["input_ids"] for i in at]
 
 # %% ../nbs/01_data.ipynb #4422f31f
-def token_audit(rows: list[dict],
-                # rows with messages, prompt, completion, train_spans, _turns (`render_turns`)
+def token_audit(rows: list[dict],  # rows with messages, prompt, completion, train_spans, _turns (`render_turns`)
                 tok,  # the run's tokenizer
                 p: RunParams,  # max_length, prompt_format
                ) -> list[dict]:

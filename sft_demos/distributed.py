@@ -18,10 +18,8 @@ __all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'check_launch', 
 
 # %% ../nbs/03b_distributed.ipynb #2452e78a
 def nf4_weight_gb(n_params: float,  # parameters of the base model
-                  shards: int = 1,
-                  # processes the weights are sharded over (FSDP); 1 for DDP or one GPU
-                  unquantized_share: float = 0.02,
-                  # share of parameters kept in 16 bits (embeddings, head, norms)
+                  shards: int = 1,  # processes the weights are sharded over (FSDP); 1 for DDP or one GPU
+                  unquantized_share: float = 0.02,  # share of parameters kept in 16 bits (embeddings, head, norms)
                  ) -> float:
     "Estimated GB of GPU memory for the weights of an nf4 (double-quantized) base, per process."
     bits = (1 - unquantized_share) * 4.127 + unquantized_share * 16
@@ -40,8 +38,7 @@ def fsdp_layer_cls(p: RunParams) -> str | None:
 # %% ../nbs/03b_distributed.ipynb #286d9f02
 def check_launch(p: RunParams,  # the run's parameters
                  on_gpu: bool,  # whether the processes will run on GPUs
-                 n_gpus: int | None = None,
-                 # GPUs visible (checked against num_processes when given)
+                 n_gpus: int | None = None,  # GPUs visible (checked against num_processes when given)
                 ):
     "Raise `ParamsError` when `p` cannot be launched over several processes as asked."
     if p.num_processes < 2:
@@ -98,8 +95,7 @@ def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
             **({"fsdp_transformer_layer_cls_to_wrap": fsdp_layer_cls(p)} if fsdp_layer_cls(p)
                else {}),
             "fsdp_reshard_after_forward": True, "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_sync_module_states": True,
-                              # accelerate's launcher requires it with cpu_ram_efficient_loading
+            "fsdp_sync_module_states": True,  # accelerate's launcher requires it with cpu_ram_efficient_loading
             "fsdp_activation_checkpointing": p.gradient_checkpointing, "fsdp_offload_params": False,
             "fsdp_state_dict_type": "FULL_STATE_DICT"}
     return cfg
@@ -206,8 +202,7 @@ def in_launch() -> bool:
 # %% ../nbs/03b_distributed.ipynb #9afb6250
 def worker_main(p: RunParams,  # the run's parameters
                 run_dir: Path,  # the run folder
-                worker,
-                # the training function, `worker(params, run_dir)` (`sft_demos.train.train_worker`)
+                worker,  # the training function, `worker(params, run_dir)` (`sft_demos.train.train_worker`)
                ) -> int:
     "One launched process: join the process group, train with `worker_params(p)`, leave the group."
     import torch
@@ -221,10 +216,8 @@ def worker_main(p: RunParams,  # the run's parameters
 
 # %% ../nbs/03b_distributed.ipynb #6003e6c3
 def shard_model(model,  # a peft model, in every process of a launch
-                layer_cls: str | None = None,
-                # decoder layer class name; None = the base's `_no_split_modules`
-                dtype=None,
-                # compute dtype of the forward and backward (None = the parameters' own)
+                layer_cls: str | None = None,  # decoder layer class name; None = the base's `_no_split_modules`
+                dtype=None,  # compute dtype of the forward and backward (None = the parameters' own)
                ):
     "Shard `model` over all processes with FSDP2's `fully_shard`: each decoder layer, then the whole model."
     import torch, torch.distributed as dist
@@ -290,8 +283,7 @@ class ShardedCheckpoints:
 
 # %% ../nbs/03b_distributed.ipynb #1545bc43
 def fsdp_trainer(p: RunParams,  # the run's parameters
-                 trainer,
-                 # a trainer built in this process (`sft_demos.train.build_trainer`), not yet trained
+                 trainer,  # a trainer built in this process (`sft_demos.train.build_trainer`), not yet trained
                 ):
     "`trainer` with its model sharded by `shard_model`, no DDP wrapping, and `ShardedCheckpoints`."
     import torch, torch.distributed as dist

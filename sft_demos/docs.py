@@ -9,7 +9,7 @@ import subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from configparser import ConfigParser
 from pathlib import Path
-from .util import md_table
+from .util import KERNEL_ARGS, md_table
 
 # %% auto #0
 __all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'settings', 'read_nb', 'split_directives', 'cell_view',
@@ -184,8 +184,7 @@ def _export_target(opts: dict,  # options of an exported cell
 def process_nb(nb,  # a notebook (nbformat node); not modified
                base: Path,  # folder its relative links start from
                mapper=None,  # link mapper for `rebase_links`; None leaves links as they are
-               module: str | None = None,
-               # module its exported cells document (default: its `default_exp`)
+               module: str | None = None,  # module its exported cells document (default: its `default_exp`)
                api: bool = True,  # insert API entries after exported cells
               ):
     "A copy of `nb` ready to render: hidden cells dropped, cell options applied, API entries added."
@@ -234,7 +233,6 @@ def execute_nb(nb,  # notebook to execute (outputs are written into it)
         if c.cell_type != "code": continue
         opts, _ = split_directives(c.source)
         if opts.get("eval") == "false" or set(skip_flags) & opts.keys(): c.source = ""
-    from sft_demos.pipeline import KERNEL_ARGS  # the kernel's start-up notice stays out of the build's output
     NotebookClient(run, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(cwd)}},
                    extra_arguments=KERNEL_ARGS).execute()
@@ -264,8 +262,7 @@ def _readme_mapper(root: Path):
 
 # %% ../nbs/08_docs.ipynb #ae9e54db
 def nb_to_markdown(nb,  # a notebook processed by `process_nb`
-                   assets: Path | None = None,
-                   # folder for image outputs (None: images are left out)
+                   assets: Path | None = None,  # folder for image outputs (None: images are left out)
                    assets_link: str = "",  # how the Markdown links that folder
                   ) -> str:
     "GitHub Markdown of a processed, executed notebook, by nbconvert's Markdown exporter (stderr left out)."
@@ -324,8 +321,7 @@ def run_copy(name: str, runs: list[Path]) -> Path | None:
 # %% ../nbs/08_docs.ipynb #17736933
 def with_run_outputs(nb,  # a notebook of `nbs/`
                      executed,  # its copy executed by a run (only the stage cells)
-                     run: str | None = None,
-                     # the run folder's name: paths into it are shown as `runs/<run>`
+                     run: str | None = None,  # the run folder's name: paths into it are shown as `runs/<run>`
                     ):
     "`nb` whole, its code cells carrying the outputs of the executed cells with the same id."
     import copy, nbformat
@@ -421,8 +417,7 @@ def api_page(lib: str, mods: dict[str, str]) -> str:
 # %% ../nbs/08_docs.ipynb #3434ce1f
 def runs_page(runs: list[Path],  # committed run folders, oldest first
               src: Path,  # the site's source folder
-              links=None,
-              # a `SiteLinks`: a report's links to other files of its run become links the site resolves
+              links=None,  # a `SiteLinks`: a report's links to other files of its run become links the site resolves
              ) -> str:
     "Write each run's report (and images) under `src/runs/`; return the Markdown of the runs index page."
     from sft_demos.report import read_run, report_markdown, run_recipe
@@ -551,12 +546,9 @@ def _write_page(page,  # a processed notebook
 
 # %% ../nbs/08_docs.ipynb #a8973bf8
 def build_site(root: Path | None = None,  # the checkout (default: the one this package is in)
-               out: str | Path | None = None,
-               # HTML output folder (default: settings.ini doc_path, `_docs/`)
-               src: str | Path | None = None,
-               # source folder written for Sphinx (default: `_proc/` in the checkout)
-               runs_dir: str | Path | None = None,
-               # committed runs (default: `runs/` in the checkout)
+               out: str | Path | None = None,  # HTML output folder (default: settings.ini doc_path, `_docs/`)
+               src: str | Path | None = None,  # source folder written for Sphinx (default: `_proc/` in the checkout)
+               runs_dir: str | Path | None = None,  # committed runs (default: `runs/` in the checkout)
                execute: tuple[str, ...] = SITE_EXECUTE,  # notebooks executed during the build
                log=print,  # progress messages
               ) -> Path:

@@ -19,8 +19,7 @@ EMBEDDED = {
     "tiny-llama": dict(vocab_size=2000, hidden_size=192, num_hidden_layers=4, num_attention_heads=4,
                        intermediate_size=512, max_position_embeddings=512,  # the model
                        block_size=256, batch_size=8, steps=800, learning_rate=3e-3, warmup_steps=20,
-                       weight_decay=0.01, seed=0),
-            # its pretraining: 1.6M tokens, about 400 statements of each fact
+                       weight_decay=0.01, seed=0),  # its pretraining: 1.6M tokens, about 400 statements of each fact
 }
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
                   "pad_token": "<pad>"}

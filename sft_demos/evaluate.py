@@ -309,8 +309,7 @@ def _em_by(hits: list[bool], keys: list) -> dict:
 
 # %% ../nbs/04_eval.ipynb #d181045e
 def heldout_scores(model, tok,  # the model to score and its tokenizer
-                   rows: list[dict],
-                   # data/heldout.jsonl rows: family, turn (default 1), prompt, answer
+                   rows: list[dict],  # data/heldout.jsonl rows: family, turn (default 1), prompt, answer
                    batch_size: int = 256,  # prompts per generation batch
                   ) -> tuple[dict, list[str]]:
     "Exact match overall, per family and per turn (\"1\" first turns, \"2\" follow-ups); the predictions in row order."
@@ -359,8 +358,7 @@ def _lm_eval_summary(out: dict) -> dict:
 # %% ../nbs/04_eval.ipynb #cad76fa5
 def evaluate_model(model, tok,  # the loaded model and its tokenizer
                    p: RunParams,  # the run's parameters
-                   suite: Suite | None,
-                   # lm-eval suite from `plan_suite`; None = no benchmark tasks
+                   suite: Suite | None,  # lm-eval suite from `plan_suite`; None = no benchmark tasks
                    heldout: list[dict],  # data/heldout.jsonl rows; empty = none
                    what: str = "model",  # name in messages
                    log=print,
@@ -564,8 +562,7 @@ def eval_settings(p: RunParams, suite: Suite | None) -> dict:
             "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base "
                                                                                      "model",
             "finetuned": "base model with the run's LoRA adapter (adapter/)"},
-            "finetuned_4bit": p.load_in_4bit,
-            # the finetuned model was scored on the 4-bit base (QLoRA)
+            "finetuned_4bit": p.load_in_4bit,  # the finetuned model was scored on the 4-bit base (QLoRA)
             "lm_eval_include_path": "lm_eval_tasks" if suite else None,
             "smoke_set": p.eval_data == "embedded", "verdict_z": p.verdict_z,
             "verdict_rule": f"gain or loss when |delta| > {p.verdict_z:g} x sqrt(base_stderr^2 "

@@ -142,8 +142,7 @@ def spm_model_file(p: RunParams, tok) -> Path | None:
 
 # %% ../nbs/05b_export.ipynb #3f57de91
 def converter_input(merged: Path, tok, out: Path,
-                    spm: Path | None = None,
-                    # the SentencePiece `tokenizer.model` of the tokenizer, if it has one
+                    spm: Path | None = None,  # the SentencePiece `tokenizer.model` of the tokenizer, if it has one
                    ) -> Path:
     "Folder `out` the converter reads: `merged`'s files (linked), BOS/EOS stated, the SentencePiece model it needs."
     out.mkdir(parents=True)
@@ -457,10 +456,8 @@ def _cpp_checks(p: RunParams, files: dict, tok, sets: dict, ref: dict, n_new: in
         cpp[name] = cpp_seconds(f, profile_prompt(p, tok))
     return checks, cpp
 
-def export_run(run_dir: str | Path,
-               # a finished run folder (params.yaml, adapter/ or merged/, data/)
-               quants: list[str] = ("q8_0", "q4_k_m"),
-               # quantized files besides f16 (keys of `QUANTS`)
+def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapter/ or merged/, data/)
+               quants: list[str] = ("q8_0", "q4_k_m"),  # quantized files besides f16 (keys of `QUANTS`)
                log=print,
               ) -> dict:
     "Write `run_dir/export/`: GGUF files, an Ollama Modelfile, and export.json with llama.cpp's checks."

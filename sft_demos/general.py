@@ -146,8 +146,7 @@ def base_answers(p: RunParams,  # the run's parameters (its base, format, system
 # %% ../nbs/04b_general.ipynb #0f1429d4
 def drift_stats(base_nll: list,  # per-prompt NLL of the base's answers under the base
                 ft_nll: list,  # the same under the finetuned model
-                threshold: float = 0.25,
-                # nats/token: a prompt whose NLL rose more than this counts as drifted
+                threshold: float = 0.25,  # nats/token: a prompt whose NLL rose more than this counts as drifted
                 z: float = 2.0,  # standard errors the mean must exceed to count
                 n_boot: int = 2000,  # bootstrap resamples over prompts
                 seed: int = 0,
@@ -323,8 +322,7 @@ def record_markdown(rec: dict) -> str:
 def replay_record(without: str | Path,  # finished run folder, no replay source
                   with_replay: str | Path,  # the same run with a replay source
                   out: str | Path,  # new folder for record.json and README.md
-                  max_heldout_drop: float = 0.05,
-                  # the goal: held-out exact match at most this much below `without`
+                  max_heldout_drop: float = 0.05,  # the goal: held-out exact match at most this much below `without`
                  ) -> dict:
     "Compare two runs, without and with replay; write `record.json` and `README.md` into `out` (which must not exist)."
     out = Path(out)

@@ -196,8 +196,7 @@ def _hub_kwargs(p: RunParams) -> dict:
 
 # %% ../nbs/02_model.ipynb #fb18f478
 def load_tokenizer(p: RunParams,  # the run's parameters
-                   path: str | Path | None = None,
-                   # a folder holding a tokenizer; default: the base's
+                   path: str | Path | None = None,  # a folder holding a tokenizer; default: the base's
                   ):
     "The tokenizer of the run's base model, with a pad token that is not EOS when the vocabulary allows it."
     from transformers import AutoTokenizer
@@ -232,8 +231,7 @@ def _falcon_as_linear(path: str, p: RunParams):
 # %% ../nbs/02_model.ipynb #20d6cf1d
 def load_base(p: RunParams,  # the run's parameters
               quantized: bool | None = None,  # 4-bit nf4 (QLoRA); None = `p.load_in_4bit`
-              path: str | Path | None = None,
-              # a folder to load instead of the run's base (e.g. a merged model)
+              path: str | Path | None = None,  # a folder to load instead of the run's base (e.g. a merged model)
              ):
     "A fresh base model: 4-bit through bitsandbytes when quantized, else in `torch_dtype`."
     from contextlib import nullcontext

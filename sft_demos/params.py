@@ -424,8 +424,7 @@ def _override(p: RunParams,  # parameters checked so far
 # %% ../nbs/00_params.ipynb #019a4e31
 def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
                 sets: list[str] = (),  # `--set key=value` overrides, applied in order
-                overrides: dict | None = None,
-                # more overrides, e.g. a notebook's `overrides` parameter
+                overrides: dict | None = None,  # more overrides, e.g. a notebook's `overrides` parameter
                ) -> RunParams:
     "Build validated, resolved run parameters from a recipe plus overrides."
     path = recipe_path(recipe)

@@ -10,12 +10,12 @@ from pathlib import Path
 from .params import ParamsError, RunParams, load_params, save_params, list_recipes
 from .params import STAGE_TABLE, STAGES
 from .rundir import new_run_dir
-from .util import write_atomic
+from .util import KERNEL_ARGS, write_atomic
 
 # %% auto #0
-__all__ = ['RUNNER_ENV', 'QUIET_WARNINGS', 'KERNEL_ARGS', 'SUBCOMMANDS', 'nbs_dir', 'read_status', 'write_status',
-           'secret_values', 'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed',
-           'runner_env', 'execute_stage', 'run', 'main']
+__all__ = ['RUNNER_ENV', 'QUIET_WARNINGS', 'SUBCOMMANDS', 'nbs_dir', 'read_status', 'write_status', 'secret_values',
+           'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed', 'runner_env',
+           'execute_stage', 'run', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
 def nbs_dir() -> Path:
@@ -129,14 +129,11 @@ def runner_env(env: dict | None = None  # environment to update (default: this p
     return env
 
 # %% ../nbs/07_pipeline.ipynb #9f88e7f1
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's start-up chatter stays out of the terminal
-
 def execute_stage(stage: str,  # stage name
                   notebook: Path,  # stage notebook to execute
                   run_dir: Path,  # run folder; the executed notebook is written here
                   params_path: Path,  # resolved params.yaml passed as the `params_from` parameter
-                  echo: bool = True,
-                  # stream the stage's printed output (progress) to this terminal
+                  echo: bool = True,  # stream the stage's printed output (progress) to this terminal
                  ) -> Path:
     "Execute the stage cells of one notebook with papermill into `run_dir`; raise `StageFailed` on error."
     import nbformat, papermill as pm

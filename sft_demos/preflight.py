@@ -303,14 +303,12 @@ def _shape(cfg) -> dict:
             "vocab": cfg.vocab_size}
 
 # %% ../nbs/02a_preflight.ipynb #2e2c8760
-NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256),
-             # double quant: 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
+NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256),  # double quant: 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
              False: 0.5 + 4 / 64}  # fp32 absmax per block of 64
 ACT_PER_TOKEN_LAYER = (14, 6,
                        3)  # tensors saved for backward per token and layer, in units of (hidden, mlp, kv) width
 LOGIT_COPIES = 3  # float32 logits, their log-softmax and its gradient live at once at the loss
-OVERHEAD = {"cpu": 0.6 * 2**30,
-            # the training process before the model: Python, torch, transformers, trl, datasets
+OVERHEAD = {"cpu": 0.6 * 2**30,  # the training process before the model: Python, torch, transformers, trl, datasets
             "cuda": 0.0}  # torch's allocator counters exclude the CUDA context, which the budget leaves aside
 CUDA_CONTEXT = 0.5 * 2**30  # kept free on each GPU for the CUDA context and kernels
 
@@ -328,8 +326,7 @@ def memory_plan(cfg, p: RunParams, device: str = "cpu", counts: dict | None = No
     tokens = p.per_device_train_batch_size * p.max_length
     a, b, k = ACT_PER_TOKEN_LAYER
     layer = tokens * (a * sh["hidden"] + b * sh["mlp"] + k * sh["kv"]) * cd
-    terms = {"weights": weights, "lora_and_optimizer": c["lora"] * 16,
-             # fp32 weight, grad, AdamW exp_avg, exp_avg_sq
+    terms = {"weights": weights, "lora_and_optimizer": c["lora"] * 16,  # fp32 weight, grad, AdamW exp_avg, exp_avg_sq
              "activations": (tokens * sh["layers"] * sh["hidden"] * cd + layer)
              if p.gradient_checkpointing
              else layer * sh["layers"],

@@ -53,12 +53,10 @@ def git_tracked(runs: list[Path]  # run folders sharing one parent
     return [x for x in runs if x.name in tracked]
 
 # %% ../nbs/06_report.ipynb #d1317671
-def committed_runs(runs_dir: str | Path | None = None,
-                   # parent of run folders (default: `runs/` in the checkout)
+def committed_runs(runs_dir: str | Path | None = None,  # parent of run folders (default: `runs/` in the checkout)
                    recipe: str | None = None,  # only runs of this recipe
                    needs: list[str] = (),  # files each run must hold, relative to the run folder
-                   only_finished: bool = True,
-                   # only runs with every stage done that git tracks (in a checkout)
+                   only_finished: bool = True,  # only runs with every stage done that git tracks (in a checkout)
                   ) -> list[Path]:
     "Run folders under `runs_dir`, oldest first (their names start with the UTC time)."
     d = Path(runs_dir) if runs_dir is not None else ROOT / "runs"
@@ -596,12 +594,9 @@ SECTIONS = {"header": sec_header, "benchmarks": sec_benchmarks, "loss": sec_loss
 
 def report_markdown(run_dir: str | Path,  # the run folder
                     p: RunParams | None = None,  # its parameters (default: its params.yaml)
-                    sections: list[str] | None = None,
-                    # names from `SECTIONS` (default: all, in order)
-                    rel_to: str | Path | None = None,
-                    # folder the file links are relative to (default: the run folder)
-                    top: int | None = None,
-                    # level of the top heading (default: as written, `#` title, `##` sections)
+                    sections: list[str] | None = None,  # names from `SECTIONS` (default: all, in order)
+                    rel_to: str | Path | None = None,  # folder the file links are relative to (default: the run folder)
+                    top: int | None = None,  # level of the top heading (default: as written, `#` title, `##` sections)
                    ) -> str:
     "The run report as Markdown."
     r = RunFiles(Path(run_dir), p, Path(rel_to) if rel_to is not None else None)

@@ -34,8 +34,7 @@ def time_generation(model,  # a causal LM, ready for `generate`
                     new_tokens: int = 50,  # tokens to generate, exactly
                     repeats: int = 3,  # timed runs after warm-up
                     warmup: int = 1,  # untimed runs first (compilation, caches)
-                    **generate_kw,
-                    # more `generate` arguments (cache_implementation, compile_config)
+                    **generate_kw,  # more `generate` arguments (cache_implementation, compile_config)
                    ) -> dict:
     "Seconds to generate exactly `new_tokens` greedy tokens for `prompt`, after warm-up: each run, median, spread."
     import torch

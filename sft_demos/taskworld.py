@@ -128,8 +128,7 @@ def _follow(first: dict, then: dict) -> dict:
 # %% ../nbs/01a_taskworld.ipynb #8667f7b8
 def _two_turn(rng: random.Random,
               firsts: dict[str, list[dict]],  # family -> one-turn rows that may open a conversation
-              follows: dict[str, list[dict]],
-              # family -> one-turn rows that may follow (each used at most once)
+              follows: dict[str, list[dict]],  # family -> one-turn rows that may follow (each used at most once)
               n: int,  # conversations to make, spread evenly over the follow-up families
              ) -> list[dict]:
     "`n` two-turn rows: a row of `follows` after a row of `firsts` of another family."
@@ -142,8 +141,7 @@ def _two_turn(rng: random.Random,
 
 # %% ../nbs/01a_taskworld.ipynb #5ccdd781
 def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen arguments, for eval)
-              seed: int = 0,
-              # shuffles the rows, picks phrasings and two-turn pairings; never changes the split
+              seed: int = 0,  # shuffles the rows, picks phrasings and two-turn pairings; never changes the split
              ) -> list[dict]:
     "Conversations of the embedded task set: `messages`, the `family` of the last answer, `families`, `turns`."
     if split not in ("train", "heldout"): raise ValueError("split must be 'train' or 'heldout', "

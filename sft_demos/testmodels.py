@@ -14,10 +14,8 @@ __all__ = ['QWEN_CHATML', 'toy_tokenizer', 'chatml_tokenizer', 'word_tokenizer',
 # %% ../nbs/02b_testmodels.ipynb #d0cdca48
 def toy_tokenizer(texts: list[str],  # corpus to learn the words from
                   vocab_size: int = 2000,  # cap; small corpora end well below it
-                  chat_template: str | None = "default",
-                  # Jinja; "default": a small role-token one; None: none
-                  add_bos: bool = True,
-                  # whether encoding adds BOS (Llama does; Qwen and SmolLM2 do not)
+                  chat_template: str | None = "default",  # Jinja; "default": a small role-token one; None: none
+                  add_bos: bool = True,  # whether encoding adds BOS (Llama does; Qwen and SmolLM2 do not)
                  ):
     "A word-level BPE tokenizer for tests: distinct BOS/EOS/PAD; BOS added on encode unless `add_bos=False`."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors

@@ -19,8 +19,7 @@ __all__ = ['SFT_RENAMED', 'SFT_HANDLED', 'VARLEN_SDPA', 'read_split', 'resolve_o
 def read_split(run_dir: str | Path,  # run folder written by the data stage
                split: str,  # "train" or "eval"
                tok,  # the run's tokenizer
-               train_on: str = "assistant",
-               # rows without `train_spans` (older run folders): all, or the completion
+               train_on: str = "assistant",  # rows without `train_spans` (older run folders): all, or the completion
               ):
     "A pre-tokenized `datasets.Dataset` of the split: `input_ids` and `assistant_masks` (1 = the token carries loss)."
     from datasets import Dataset

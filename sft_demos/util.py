@@ -8,9 +8,9 @@ import hashlib, json, os, platform, re, resource, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['write_atomic', 'write_jsonl', 'read_jsonl', 'sha256_file', 'resolve_dtype', 'torch_dtype', 'cpu_name', 'machine',
-           'machine_label', 'reset_peak_memory', 'peak_memory', 'memory_label', 'fmt_value', 'md_cell', 'md_table',
-           'flatten_keys', 'md_records', 'md_json']
+__all__ = ['KERNEL_ARGS', 'write_atomic', 'write_jsonl', 'read_jsonl', 'sha256_file', 'resolve_dtype', 'torch_dtype', 'cpu_name',
+           'machine', 'machine_label', 'reset_peak_memory', 'peak_memory', 'memory_label', 'fmt_value', 'md_cell',
+           'md_table', 'flatten_keys', 'md_records', 'md_json']
 
 # %% ../nbs/00a_util.ipynb #9d54e400
 def write_atomic(path: str | Path, text: str) -> Path:
@@ -151,11 +151,9 @@ def md_cell(s: str, limit: int = 200) -> str:
 # %% ../nbs/00a_util.ipynb #4a5034d4
 _ALIGN = {"l": ":--", "r": "--:", "c": ":--:"}
 
-def md_table(rows: list[dict],
-             # records; the columns are the union of their keys, in first-seen order
+def md_table(rows: list[dict],  # records; the columns are the union of their keys, in first-seen order
              columns: list[str] | None = None,  # column order (default: all keys)
-             align: str = "",
-             # one letter per column: l, r or c (columns past its end: the renderer's default)
+             align: str = "",  # one letter per column: l, r or c (columns past its end: the renderer's default)
             ) -> str:
     "Markdown table of a list of records."
     cols = columns or list(dict.fromkeys(k for r in rows for k in r))
@@ -198,3 +196,6 @@ def md_json(obj,  # parsed JSON: a record, a list of records, or nested mappings
     for k, v in flatten_keys(obj).items():
         if k not in flat: parts.append(f"**{k}**\n\n" + md_records(v))
     return "\n\n".join(parts)
+
+# %% ../nbs/00a_util.ipynb #7e7f1add
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's start-up chatter stays out of the output
