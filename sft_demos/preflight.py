@@ -307,8 +307,9 @@ NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256),  # double quant: 4-bit codes, 
              False: 0.5 + 4 / 64}  # fp32 absmax per block of 64
 ACT_PER_TOKEN_LAYER = (14, 6,
                        3)  # tensors saved for backward per token and layer, in units of (hidden, mlp, kv) width
-LOGIT_COPIES = 3  # float32 logits, their log-softmax and its gradient live at once at the loss
-OVERHEAD = {"cpu": 0.6 * 2**30,  # the training process before the model: Python, torch, transformers, trl, datasets
+LOGIT_COPIES = {"cpu": 14,  # vocabulary-wide float32 tensors per token resident at the CPU peak (measured)
+                "cuda": 3}  # float32 logits, their log-softmax and its gradient live at once at the loss
+OVERHEAD = {"cpu": 0.75 * 2**30,  # the process besides its tensors: Python, the training stack, loading leftovers
             "cuda": 0.0}  # torch's allocator counters exclude the CUDA context, which the budget leaves aside
 CUDA_CONTEXT = 0.5 * 2**30  # kept free on each GPU for the CUDA context and kernels
 
@@ -330,7 +331,7 @@ def memory_plan(cfg, p: RunParams, device: str = "cpu", counts: dict | None = No
              "activations": (tokens * sh["layers"] * sh["hidden"] * cd + layer)
              if p.gradient_checkpointing
              else layer * sh["layers"],
-             "logits": LOGIT_COPIES * tokens * sh["vocab"] * 4, "overhead": OVERHEAD[device]}
+             "logits": LOGIT_COPIES[device] * tokens * sh["vocab"] * 4, "overhead": OVERHEAD[device]}
     return {"device": device, "params": c, "shape": sh, "tokens_per_micro_batch": tokens,
             "compute_bytes": cd,
             "terms": {k: int(v) for k, v in terms.items()}, "total": int(sum(terms.values())),
