@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_eval.ipynb #8d92824a
 from __future__ import annotations
-import contextlib, difflib, json, logging, math, tempfile, time
+import contextlib, difflib, json, logging, math, shutil, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
@@ -13,11 +13,12 @@ from .util import md_table, read_jsonl, write_atomic
 from .minisets import EMBEDDED_DATA, dataset_cache_dir
 
 # %% auto #0
-__all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'TURNS', 'EvalError', 'task_manager',
-           'leaf_tasks', 'task_dataset', 'local_configs', 'Suite', 'data_root', 'plan_suite', 'suite_config',
-           'lm_eval_run', 'suite_scores', 'stop_ids', 'generate', 'heldout_scores', 'check_model', 'example_prompts',
-           'evaluate_model', 'metrics_rows', 'metrics_table', 'samples_markdown', 'heldout_examples',
-           'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings', 'samples_record', 'write_results']
+__all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'SUITE_DATA', 'TURNS', 'EvalError',
+           'task_manager', 'leaf_tasks', 'task_dataset', 'local_configs', 'Suite', 'data_root', 'plan_suite',
+           'suite_config', 'portable_suite', 'lm_eval_run', 'suite_scores', 'stop_ids', 'generate', 'heldout_scores',
+           'check_model', 'example_prompts', 'evaluate_model', 'metrics_rows', 'metrics_table', 'samples_markdown',
+           'heldout_examples', 'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings', 'samples_record',
+           'write_results']
 
 # %% ../nbs/04_eval.ipynb #e80f5a5e
 class EvalError(ValueError):
@@ -94,10 +95,8 @@ class Suite:
     metric: dict[str, str]  # requested name -> headline metric
     num_fewshot: dict[str, int]  # requested name -> shots
     root: Path | None  # local data root; None = lm-eval's Hub datasets
-    datasets: dict[str,
-                   str] = field(default_factory=dict)  # leaf -> dataset folder (local data only)
-    dataset_kwargs: dict[str,
-                         dict] = field(default_factory=dict)  # leaf -> load_dataset kwargs (own cache folder)
+    datasets: dict[str, str] = field(default_factory=dict)  # leaf -> dataset folder (local data only)
+    dataset_kwargs: dict[str, dict] = field(default_factory=dict)  # leaf -> load_dataset kwargs (own cache folder)
 
 # %% ../nbs/04_eval.ipynb #1d9c6410
 def data_root(p: RunParams) -> Path | None:
@@ -170,6 +169,24 @@ def suite_config(suite: Suite) -> dict:
             if leaf in suite.dataset_kwargs: e["dataset_kwargs"] = suite.dataset_kwargs[leaf]
             entries.append(e)
     return {"group": SUITE_GROUP, "task": entries}
+
+# %% ../nbs/04_eval.ipynb #597e8cd1
+SUITE_DATA = Path("lm_eval_tasks") / "data"  # in a run folder: the saved suite's local datasets
+
+def portable_suite(suite: Suite,  # what the eval stage ran
+                   run_dir: str | Path,  # run folder the suite is saved in
+                  ) -> dict:
+    "`suite_config` for `run_dir`: local datasets copied into `SUITE_DATA`, paths relative to the run folder."
+    cfg = suite_config(suite)
+    for e in cfg["task"]:
+        if "dataset_path" not in e or suite.root is None: continue
+        src = Path(e["dataset_path"])
+        rel = SUITE_DATA / src.relative_to(suite.root)
+        if not (Path(run_dir) / rel).is_dir(): shutil.copytree(src, Path(run_dir) / rel)
+        cache = Path(e["dataset_kwargs"]["cache_dir"]).name
+        e["dataset_path"] = rel.as_posix()
+        e["dataset_kwargs"] = {**e["dataset_kwargs"], "cache_dir": (SUITE_DATA / ".cache" / cache).as_posix()}
+    return cfg
 
 # %% ../nbs/04_eval.ipynb #e1d19cfa
 @contextlib.contextmanager
@@ -609,7 +626,8 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
              "metrics.md": metrics_table(rows, models) + note + ("\n" + drift_markdown(drift)
                                                                  if drift else ""),
              "samples.json": json.dumps(samples, indent=1), "samples.md": samples_markdown(samples)}
-    if suite: texts["lm_eval_tasks/suite.yaml"] = yaml.safe_dump(suite_config(suite),
-                                                                 sort_keys=False)
-    if suite: (Path(run_dir) / "lm_eval_tasks").mkdir(exist_ok=True)  # `lm_eval --include_path` reruns the suite
+    if suite:  # `cd RUN_DIR && lm_eval --include_path lm_eval_tasks` reruns the suite
+        (Path(run_dir) / "lm_eval_tasks").mkdir(exist_ok=True)
+        texts["lm_eval_tasks/suite.yaml"] = yaml.safe_dump(portable_suite(suite, run_dir),
+                                                           sort_keys=False)
     for name, text in texts.items(): write_atomic(Path(run_dir) / name, text)

@@ -138,8 +138,7 @@ class RunParams:
     distributed_type: str = "auto"  # auto (ddp when num_processes > 1), ddp, fsdp
     # Evaluation (lm-eval)
     eval_tasks: list[str] = field(default_factory=lambda: list(LEADERBOARD_TASKS))  # lm-eval task names
-    eval_num_fewshot: dict[str,
-                           int] = field(default_factory=dict)  # per-task shots; leaderboard shots when absent
+    eval_num_fewshot: dict[str, int] = field(default_factory=dict)  # per-task shots; leaderboard shots when absent
     eval_limit: int | None = None  # rows per task (None = all)
     eval_data: str = "embedded"  # embedded (bundled offline mini-sets), hub, or a local folder laid out as on the Hub
     eval_batch_size: int = 8  # lm-eval batch size
