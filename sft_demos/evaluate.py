@@ -176,10 +176,10 @@ SUITE_DATA = Path("lm_eval_tasks") / "data"  # in a run folder: the saved suite'
 def portable_suite(suite: Suite,  # what the eval stage ran
                    run_dir: str | Path,  # run folder the suite is saved in
                   ) -> dict:
-    "`suite_config` for `run_dir`: local datasets copied into `SUITE_DATA`, paths relative to the run folder."
+    "`suite_config` for `run_dir`: the bundled mini-sets copied into `SUITE_DATA`, named from the run folder."
     cfg = suite_config(suite)
     for e in cfg["task"]:
-        if "dataset_path" not in e or suite.root is None: continue
+        if "dataset_path" not in e or suite.root is None or Path(suite.root) != EMBEDDED_DATA: continue
         src = Path(e["dataset_path"])
         rel = SUITE_DATA / src.relative_to(suite.root)
         if not (Path(run_dir) / rel).is_dir(): shutil.copytree(src, Path(run_dir) / rel)
