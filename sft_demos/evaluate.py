@@ -8,31 +8,35 @@ import contextlib, difflib, json, logging, math, shutil, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
-from .params import RunParams
+from .params import CPU_MAX_GEN_TOKS, RunParams, eval_plan, task_plan
 from .util import md_table, read_jsonl, write_atomic
 from .minisets import EMBEDDED_DATA, dataset_cache_dir
+from .realsets import RealDataError, card_files, read_card, real_data, split_size, subset, use_punkt
 
 # %% auto #0
-__all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'SUITE_DATA', 'TURNS', 'EvalError',
+__all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'CHAT_GROUP', 'SUITE_DATA', 'TURNS', 'EvalError',
            'task_manager', 'leaf_tasks', 'task_dataset', 'local_configs', 'Suite', 'data_root', 'plan_suite',
            'suite_config', 'portable_suite', 'lm_eval_run', 'suite_scores', 'stop_ids', 'generate', 'heldout_scores',
-           'check_model', 'example_prompts', 'evaluate_model', 'metrics_rows', 'metrics_table', 'samples_markdown',
-           'heldout_examples', 'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings', 'samples_record',
-           'write_results']
+           'check_model', 'example_prompts', 'evaluate_model', 'task_label', 'metrics_rows', 'metrics_table',
+           'samples_markdown', 'heldout_examples', 'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings',
+           'samples_record', 'write_results']
 
 # %% ../nbs/04_eval.ipynb #e80f5a5e
 class EvalError(ValueError):
     "An evaluation that cannot run; the message says what is wrong and what to do."
 
 LEADERBOARD_METRICS = {"mmlu": "acc", "arc_challenge": "acc_norm", "hellaswag": "acc_norm",
-                       "truthfulqa_mc2": "acc"}
-TASK_LABELS = {"mmlu": "MMLU", "arc_challenge": "ARC-Challenge", "hellaswag": "HellaSwag",
-               "truthfulqa_mc2": "TruthfulQA"}
-METRIC_LABELS = {("truthfulqa_mc2", "acc"): "mc2"}  # lm-eval names TruthfulQA's mc2 score `acc`
+                       "truthfulqa_mc2": "acc", "ifeval": "prompt_level_strict_acc"}
+TASK_LABELS = {"mmlu": "MMLU", "arc_challenge": "ARC-Challenge", "arc_easy": "ARC-Easy", "hellaswag": "HellaSwag",
+               "truthfulqa_mc2": "TruthfulQA", "ifeval": "IFEval"}
+METRIC_LABELS = {("truthfulqa_mc2", "acc"): "mc2",  # lm-eval names TruthfulQA's mc2 score `acc`
+                 ("ifeval", "prompt_level_strict_acc"): "prompt-level strict",
+                 ("ifeval", "prompt_level_loose_acc"): "prompt-level loose",
+                 ("ifeval", "inst_level_strict_acc"): "instruction-level strict",
+                 ("ifeval", "inst_level_loose_acc"): "instruction-level loose"}
 
 # %% ../nbs/04_eval.ipynb #37859152
-_LEADERBOARD_DIRS = ["mmlu/default", "arc", "hellaswag",
-                     "truthfulqa"]  # folders of lm_eval/tasks holding the leaderboard tasks
+_LEADERBOARD_DIRS = ["mmlu/default", "arc", "hellaswag", "truthfulqa", "ifeval"]  # lm_eval/tasks folders of the usual tasks
 _FULL_INDEX = {}
 
 def task_manager(names: list[str],  # task, group or tag names the run asks for
@@ -79,12 +83,8 @@ def local_configs(folder: Path) -> set[str]:
     "Config names a local dataset folder holds: README `configs:` header plus sub-folder names."
     names = {d.name for d in Path(folder).iterdir()
              if d.is_dir()} if Path(folder).is_dir() else set()
-    readme = Path(folder) / "README.md"
-    if readme.is_file() and (text := readme.read_text()).startswith("---"):
-        head = yaml.safe_load(text.split("---")[1]) or {}
-        names |= {c.get("config_name", "default") for c in head.get("configs", [])
-                  if isinstance(c, dict)}
-    return names
+    return names | {c.get("config_name", "default") for c in read_card(folder).get("configs", [])
+                    if isinstance(c, dict)}
 
 # %% ../nbs/04_eval.ipynb #4be7f038
 @dataclass
@@ -97,15 +97,25 @@ class Suite:
     root: Path | None  # local data root; None = lm-eval's Hub datasets
     datasets: dict[str, str] = field(default_factory=dict)  # leaf -> dataset folder (local data only)
     dataset_kwargs: dict[str, dict] = field(default_factory=dict)  # leaf -> load_dataset kwargs (own cache folder)
+    plan: str = "full"  # full or cpu (`params.eval_plan`)
+    samples: dict[str, list[int]] = field(default_factory=dict)  # leaf -> indices of the items scored; absent = all
+    sizes: dict[str, int] = field(default_factory=dict)  # leaf -> items in its scored split (local data only)
+    split: dict[str, str] = field(default_factory=dict)  # requested name -> the split scored
+    overrides: dict[str, dict] = field(default_factory=dict)  # leaf -> task config keys changed (shots' split, length)
+    chat: list[str] = field(default_factory=list)  # leaves that generate: prompted through the chat template
+    miniset: list[str] = field(default_factory=list)  # requested names scored on the bundled mini-sets
 
 # %% ../nbs/04_eval.ipynb #1d9c6410
 def data_root(p: RunParams) -> Path | None:
-    "Folder of local datasets for `p.eval_data`: the bundled mini-sets, a local folder, or None for the Hub."
+    "Folder of local datasets for `p.eval_data`: the mini-sets, the real sets, a local folder, or None for the Hub."
     if p.eval_data == "embedded": return EMBEDDED_DATA
     if p.eval_data == "hub": return None
+    if p.eval_data == "real":
+        try: return real_data()
+        except RealDataError as e: raise EvalError(str(e)) from None
     root = Path(p.eval_data).expanduser()
     if not root.is_dir():
-        raise EvalError(f"eval_data={p.eval_data!r}: no such folder. Use 'embedded', 'hub', or a "
+        raise EvalError(f"eval_data={p.eval_data!r}: no such folder. Use 'embedded', 'real', 'hub', or a "
                         "folder laid out like the Hub repos (<folder>/allenai/ai2_arc/..., "
                         "<folder>/cais/mmlu/...)")
     return root.resolve()
@@ -117,45 +127,99 @@ def _unknown_task(name: str, tm) -> EvalError:
     return EvalError(f"eval_tasks: lm-eval has no task, group or tag named {name!r}{hint}")
 
 # %% ../nbs/04_eval.ipynb #1021286b
-def plan_suite(p: RunParams) -> Suite:
+def _find_local(tm, leaves: list[str], roots: list[Path]) -> tuple[list, list]:
+    "Leaves whose dataset folder (and config) is under the first of `roots` that has any: (found, missing)."
+    missing = []
+    for root in roots:
+        found, missing = [], []
+        for leaf in leaves:
+            path, cfg = task_dataset(tm, leaf)
+            folder = root / path if path else None
+            ok = folder is not None and folder.is_dir() and (cfg is None or cfg in local_configs(folder))
+            (found if ok else missing).append((leaf, folder, cfg))
+        if found: return found, missing
+    return [], missing
+
+def _missing_data(p: RunParams, name: str, missing: list) -> EvalError:
+    leaf, folder, cfg = missing[0]
+    where = f"{folder}" + (f" (config {cfg!r})" if cfg else "")
+    return EvalError(f"eval_data={p.eval_data!r}: task {name!r} needs the dataset {where}, which is not there. "
+                     "Lay the folder out like the Hub repo of its dataset, or set eval_data to 'hub'"
+                     + (" (the embedded mini-sets cover mmlu, arc_challenge, hellaswag, truthfulqa_mc2)"
+                        if p.eval_data == "embedded" else "")
+                     + (" (the real sets cover mmlu, arc_challenge, arc_easy, hellaswag, ifeval; the mini-sets "
+                        "truthfulqa_mc2)" if p.eval_data == "real" else ""))
+
+# %% ../nbs/04_eval.ipynb #ca088835
+def _scored_split(cfg: dict) -> str:
+    "The split lm-eval scores for a task config: its test split, else its validation split."
+    return cfg.get("test_split") or cfg.get("validation_split")
+
+def _shots_split(cfg: dict, folder: Path, config: str | None) -> str | None:
+    "A split to draw shots from when the task's own is not in the local folder: validation; None = its own."
+    have = card_files(folder).get(config or "default", {}) if (Path(folder) / "README.md").is_file() else None
+    own = cfg.get("fewshot_split") or cfg.get("training_split") or cfg.get("validation_split")
+    if have is None or own in have: return None
+    return cfg.get("validation_split") if cfg.get("validation_split") in have else None
+
+# %% ../nbs/04_eval.ipynb #2e638017
+def _leaf_settings(suite: Suite, tm, leaf: str, folder: Path, config: str | None, gen_cap: int | None):
+    "Record a local leaf's dataset, cache, items, and the config keys it needs changed."
+    cfg = tm.task_index[leaf].cfg or {}
+    suite.datasets[leaf] = str(folder)
+    suite.dataset_kwargs[leaf] = (cfg.get("dataset_kwargs") or {}) | {"cache_dir": dataset_cache_dir(folder)}
+    if (Path(folder) / "README.md").is_file():  # a folder with a dataset card: count the items
+        suite.sizes[leaf] = split_size(folder, config, _scored_split(cfg))
+    if fs := _shots_split(cfg, folder, config):  # lm-eval builds its shot sampler even at 0 shots
+        suite.overrides.setdefault(leaf, {})["fewshot_split"] = fs
+    if cfg.get("output_type") == "generate_until":
+        suite.chat.append(leaf)
+        if gen_cap: suite.overrides.setdefault(leaf, {})["generation_kwargs"] = (
+            dict(cfg.get("generation_kwargs") or {}) | {"max_gen_toks": gen_cap})
+
+# %% ../nbs/04_eval.ipynb #585c315d
+def plan_suite(p: RunParams,  # the run's parameters
+               gpu: bool | None = None,  # plan for a GPU; None = whether this machine has one
+              ) -> Suite:
     "Check the run's tasks and data and return the `Suite` to run; raises `EvalError` before any model is loaded."
-    root, tm = data_root(p), task_manager(p.eval_tasks)
-    suite = Suite({}, {}, {}, {}, root)
+    if gpu is None:
+        import torch
+        gpu = torch.cuda.is_available()
+    root, tm, plan = data_root(p), task_manager(p.eval_tasks), eval_plan(p, gpu)
+    suite = Suite({}, {}, {}, {}, root, plan=plan)
+    gen_cap = p.eval_max_gen_toks or (CPU_MAX_GEN_TOKS if plan == "cpu" else None)
     for name in p.eval_tasks:
         if name not in tm.task_index: raise _unknown_task(name, tm)
         leaves = leaf_tasks(tm, name)
-        suite.leaves_total[name], suite.num_fewshot[name] = len(leaves), p.eval_num_fewshot.get(name, 0)
+        items, shots = task_plan(p, name, plan)
+        suite.leaves_total[name], suite.num_fewshot[name] = len(leaves), shots
         suite.metric[name] = LEADERBOARD_METRICS.get(name, "auto")
+        suite.split[name] = _scored_split(tm.task_index[leaves[0]].cfg or {})
         if root is not None:
-            found, missing = [], []
-            for leaf in leaves:
-                path, cfg = task_dataset(tm, leaf)
-                folder = root / path if path else None
-                ok = folder is not None and folder.is_dir() and (cfg is None
-                                                                 or cfg in local_configs(folder))
-                (found if ok else missing).append((leaf, folder, cfg))
-            if not found:
-                leaf, folder, cfg = missing[0]
-                where = f"{folder}" + (f" (config {cfg!r})" if cfg else "")
-                raise EvalError(f"eval_data={p.eval_data!r}: task {name!r} needs the dataset "
-                                f"{where}, which is not there. Lay the folder out like the Hub "
-                                "repo of its dataset, or set eval_data to 'hub'"
-                                + (" (the embedded mini-sets cover mmlu, arc_challenge, hellaswag, "
-                                   "truthfulqa_mc2)"
-                                   if p.eval_data == "embedded" else ""))
+            roots = [root] + ([EMBEDDED_DATA] if p.eval_data == "real" else [])
+            found, missing = _find_local(tm, leaves, roots)
+            if not found: raise _missing_data(p, name, missing)
+            if found[0][1].is_relative_to(EMBEDDED_DATA): suite.miniset.append(name)
             leaves = [leaf for leaf, _, _ in found]
-            suite.datasets |= {leaf: str(folder) for leaf, folder, _ in found}
-            caches = {f: dataset_cache_dir(f) for f in {folder for _, folder, _ in found}}
-            suite.dataset_kwargs |= {leaf: (tm.task_index[leaf].cfg.get("dataset_kwargs")
-                                            or {}) | {"cache_dir": caches[folder]}
-                                     for leaf, folder, _ in found}
+            for leaf, folder, config in found: _leaf_settings(suite, tm, leaf, folder, config, gen_cap)
+        elif any((tm.task_index[l].cfg or {}).get("output_type") == "generate_until" for l in leaves):
+            suite.chat += leaves
         suite.tasks[name] = leaves
+        if items and len(leaves) > items:
+            raise EvalError(f"eval_items: {name} has {len(leaves)} tasks, so it needs at least {len(leaves)} items "
+                            f"(one each), not {items}")
+        if items and p.eval_limit is None and all(l in suite.sizes for l in leaves):
+            suite.samples |= subset({l: suite.sizes[l] for l in leaves}, items, p.eval_seed)
+    if any(l.startswith("ifeval") for l in suite.chat): use_punkt()  # IFEval's sentence checks
     return suite
 
 # %% ../nbs/04_eval.ipynb #f737a158
 SUITE_GROUP = "sft_demos_suite"
+CHAT_GROUP = "sft_demos_suite_chat"  # the generative tasks, prompted through the chat template
 
-def suite_config(suite: Suite) -> dict:
+def suite_config(suite: Suite,  # what to run
+                 chat: bool | None = None,  # True: only the leaves in `suite.chat`; False: the others; None: all
+                ) -> dict:
     "The lm-eval group config that runs `suite`: built-in tasks with shots and, for local data, the dataset folder."
     entries, seen = [], {}
     for name, leaves in suite.tasks.items():
@@ -164,24 +228,26 @@ def suite_config(suite: Suite) -> dict:
                 raise EvalError(f"eval_tasks: task {leaf!r} is part of both {seen[leaf]!r} and "
                                 f"{name!r}; list it once")
             seen[leaf] = name
+            if chat is not None and (leaf in suite.chat) != chat: continue
             e = {"task": leaf, "num_fewshot": suite.num_fewshot[name]}
             if leaf in suite.datasets: e["dataset_path"] = suite.datasets[leaf]
             if leaf in suite.dataset_kwargs: e["dataset_kwargs"] = suite.dataset_kwargs[leaf]
-            entries.append(e)
-    return {"group": SUITE_GROUP, "task": entries}
+            entries.append(e | suite.overrides.get(leaf, {}))
+    return {"group": CHAT_GROUP if chat else SUITE_GROUP, "task": entries}
 
 # %% ../nbs/04_eval.ipynb #597e8cd1
 SUITE_DATA = Path("lm_eval_tasks") / "data"  # in a run folder: the saved suite's local datasets
 
 def portable_suite(suite: Suite,  # what the eval stage ran
                    run_dir: str | Path,  # run folder the suite is saved in
+                   chat: bool | None = None,  # as `suite_config`
                   ) -> dict:
     "`suite_config` for `run_dir`: the bundled mini-sets copied into `SUITE_DATA`, named from the run folder."
-    cfg = suite_config(suite)
+    cfg = suite_config(suite, chat)
     for e in cfg["task"]:
-        if "dataset_path" not in e or suite.root is None or Path(suite.root) != EMBEDDED_DATA: continue
+        if "dataset_path" not in e or not Path(e["dataset_path"]).is_relative_to(EMBEDDED_DATA): continue
         src = Path(e["dataset_path"])
-        rel = SUITE_DATA / src.relative_to(suite.root)
+        rel = SUITE_DATA / src.relative_to(EMBEDDED_DATA)
         if not (Path(run_dir) / rel).is_dir(): shutil.copytree(src, Path(run_dir) / rel)
         cache = Path(e["dataset_kwargs"]["cache_dir"]).name
         e["dataset_path"] = rel.as_posix()
@@ -207,26 +273,38 @@ def _git_hash() -> str | None:
     except FileNotFoundError: return None
     return r.stdout.strip() or None
 
+# %% ../nbs/04_eval.ipynb #53a4073c
+def _simple_evaluate(model, tok, cfg: dict, limit, batch_size, samples: dict, chat: bool) -> dict:
+    "One `simple_evaluate` of the group `cfg` (written to a YAML file: lm-eval takes groups from files)."
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from unittest import mock
+    with (tempfile.TemporaryDirectory() as d, _quiet("lm_eval", "lm-eval"),
+          mock.patch("lm_eval.evaluator.get_git_commit_hash", _git_hash)):
+        (Path(d) / "suite.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
+        out = simple_evaluate(model=lm, tasks=[cfg["group"]],
+                              task_manager=task_manager([e["task"] for e in cfg["task"]], include_path=[d]),
+                              limit=limit, samples=samples or None, apply_chat_template=chat, log_samples=False)
+    out["max_length"], out["chat_template"] = lm.max_length, {cfg["group"]: chat}
+    return out
+
 # %% ../nbs/04_eval.ipynb #916af2e7
 def lm_eval_run(model,  # in-memory causal LM (transformers or peft)
                 tok,  # its tokenizer
                 suite: Suite,  # what to run, from `plan_suite`
-                limit: int | None = None,  # rows per task; None = all
+                limit: int | None = None,  # rows per task; None = all (or the suite's subsets)
                 batch_size: int = 8,  # lm-eval batch size
                ) -> dict:
-    "lm-eval's `simple_evaluate` results for `model` on `suite` (without per-sample logs)."
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-    leaves = [l for ls in suite.tasks.values() for l in ls]
-    from unittest import mock
-    with (tempfile.TemporaryDirectory() as d, _quiet("lm_eval", "lm-eval"),
-          mock.patch("lm_eval.evaluator.get_git_commit_hash", _git_hash)):
-        (Path(d) / "suite.yaml").write_text(yaml.safe_dump(suite_config(suite), sort_keys=False))
-        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
-        out = simple_evaluate(model=lm, tasks=[SUITE_GROUP],
-                              task_manager=task_manager(leaves, include_path=[d]),
-                              limit=limit, log_samples=False)
-    out["max_length"] = lm.max_length
+    "lm-eval's `simple_evaluate` results for `model` on `suite` (without per-sample logs), generative tasks chatting."
+    out = {}
+    for chat in (False, True):
+        cfg = suite_config(suite, chat)
+        if not cfg["task"]: continue
+        r = _simple_evaluate(model, tok, cfg, limit, batch_size,
+                             {e["task"]: suite.samples[e["task"]] for e in cfg["task"] if e["task"] in suite.samples},
+                             chat and bool(getattr(tok, "chat_template", None)))
+        for k, v in r.items(): out[k] = out[k] | v if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 # %% ../nbs/04_eval.ipynb #eca5aa8d
@@ -244,27 +322,45 @@ def _num(x) -> float | None:
                                                                       bool) and math.isfinite(x) else None
 
 # %% ../nbs/04_eval.ipynb #20bda97f
+def _leaf_metrics(res: dict, leaves: list[str]) -> dict:
+    "Every metric lm-eval reports for `leaves`, averaged over them: {metric: {value, stderr}}."
+    names = [k.split(",")[0] for k in res[leaves[0]] if "," in k and "_stderr" not in k]
+    out = {}
+    for m in names:
+        vals = [_num(res[l].get(f"{m},none")) for l in leaves]
+        ses = [_num(res[l].get(f"{m}_stderr,none")) for l in leaves]
+        if None in vals: continue
+        out[m] = {"value": sum(vals) / len(vals),
+                  "stderr": math.sqrt(sum(x * x for x in ses)) / len(ses) if None not in ses else None}
+    return out
+
 def suite_scores(out: dict,  # `lm_eval_run` results
                  suite: Suite,  # the suite that produced them
                 ) -> dict:
-    "Headline score per requested task (value, stderr, metric, shots, rows) and their average."
+    "Headline score per requested task (value, stderr, metric, shots, rows, split, items) and their average."
     res, ns, tasks = out["results"], out.get("n-samples", {}), {}
     for name, leaves in suite.tasks.items():
         metric = suite.metric[name] if suite.metric[name] != "auto" else _pick_metric(res[leaves[0]])
-        vals = [_num(res[l].get(f"{metric},none")) for l in leaves]
-        ses = [_num(res[l].get(f"{metric}_stderr,none")) for l in leaves]
-        if any(v is None for v in vals):
+        ms = _leaf_metrics(res, leaves)
+        if metric not in ms:
             raise EvalError(f"lm-eval gave no {metric} for some tasks of {name!r}: "
-                            f"{dict(zip(leaves, vals))}")
-        tasks[name] = {"metric": metric, "value": sum(vals) / len(vals),
-                       "stderr": math.sqrt(sum(x * x for x in ses)) / len(ses) if None not in ses
-                       else None,
-                       "num_fewshot": suite.num_fewshot[name],
+                            f"{ {l: res[l].get(f'{metric},none') for l in leaves} }")
+        tasks[name] = {"metric": metric, **ms[metric], "num_fewshot": suite.num_fewshot[name],
                        "n": sum(ns.get(l, {}).get("effective", 0) for l in leaves),
-                       "tasks": len(leaves), "tasks_total": suite.leaves_total[name]}
-        if len(leaves) > 1: tasks[name]["subtasks"] = dict(zip(leaves, vals))
-    avg = sum(t["value"] for t in tasks.values()) / len(tasks) if tasks else None
-    return {"tasks": tasks, "average": avg}
+                       "tasks": len(leaves), "tasks_total": suite.leaves_total[name],
+                       "split": suite.split.get(name), "miniset": name in suite.miniset,
+                       "items_total": sum(suite.sizes[l] for l in leaves) if all(l in suite.sizes for l in leaves)
+                       else None}
+        if any(l in suite.chat for l in leaves):
+            gen = next((suite.overrides[l]["generation_kwargs"] for l in leaves
+                        if "generation_kwargs" in suite.overrides.get(l, {})), {})
+            tasks[name] |= {"metrics": ms, "chat_template": any(out.get("chat_template", {}).values()),
+                            "max_gen_toks": gen.get("max_gen_toks")}
+        if len(leaves) > 1: tasks[name]["subtasks"] = {l: _num(res[l].get(f"{metric},none")) for l in leaves}
+    scored = [n for n in tasks if n not in suite.chat and not any(l in suite.chat for l in suite.tasks[n])]
+    real = [n for n in scored if not tasks[n]["miniset"]] or scored  # the mini-sets only when nothing else ran
+    return {"tasks": tasks, "average": sum(tasks[n]["value"] for n in real) / len(real) if real else None,
+            "average_of": real}
 
 # %% ../nbs/04_eval.ipynb #1de5f9e0
 def stop_ids(tok) -> list[int]:
@@ -415,22 +511,50 @@ def _row(metric: str, key: str, res: dict, get) -> dict:
     return row
 
 # %% ../nbs/04_eval.ipynb #af156ec3
+def task_label(name: str,  # requested task
+               t: dict,  # its `suite_scores` entry
+               metric: str | None = None,  # another metric of the task than its headline
+              ) -> str:
+    "A benchmark row's name: task, what was scored (split or mini-set, items, subjects), shots, prompting, metric."
+    metric = metric or t["metric"]
+    n, total = t["n"], t.get("items_total")
+    items = f"{n:,} of {total:,}" if total and n < total else f"{n:,}"
+    items += " prompts" if name == "ifeval" else " items"
+    if t["tasks_total"] > 1:
+        items += (f" over {t['tasks']} subjects" if t["tasks"] == t["tasks_total"]
+                  else f", {t['tasks']} of {t['tasks_total']} subjects")
+    how = [f"{t['num_fewshot']}-shot"] + (["chat template"] if t.get("chat_template") else [])
+    how += [f"answers cut at {t['max_gen_toks']} tokens"] if t.get("max_gen_toks") else []
+    where = "mini-set" if t.get("miniset") else t.get("split")
+    return (f"{TASK_LABELS.get(name, name)} ({', '.join(x for x in (where, items, *how) if x)}, "
+            f"{METRIC_LABELS.get((name, metric), metric)})")
+
+# %% ../nbs/04_eval.ipynb #2e816605
+def _benchmark_rows(res: dict, first: dict) -> list[dict]:
+    "Table rows of the benchmark tasks: the headline of each, then a generative task's other metrics."
+    rows = []
+    for name, t in first.get("leaderboard", {}).get("tasks", {}).items():
+        rows.append(_row(task_label(name, t), f"leaderboard.{name}", res,
+                         lambda r, n=name: (r["leaderboard"]["tasks"][n]["value"],
+                                            r["leaderboard"]["tasks"][n]["stderr"])))
+        for m in [m for m in t.get("metrics", {}) if m != t["metric"]]:
+            rows.append(_row(task_label(name, t, m), f"leaderboard.{name}.{m}", res,
+                             lambda r, n=name, m=m: (r["leaderboard"]["tasks"][n]["metrics"][m]["value"],
+                                                     r["leaderboard"]["tasks"][n]["metrics"][m]["stderr"])))
+    lb = first.get("leaderboard", {})
+    if lb.get("tasks") and lb.get("average") is not None:
+        names = lb.get("average_of") or list(lb["tasks"])
+        label = (f"Average ({', '.join(TASK_LABELS.get(n, n) for n in names)})" if "average_of" in lb
+                 else f"Average ({len(names)} tasks)")
+        rows.append(_row(label, "leaderboard.average", res, lambda r: r["leaderboard"]["average"]))
+    return rows
+
+# %% ../nbs/04_eval.ipynb #77894c2a
 def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_model` output
                 ) -> list[dict]:
     "Rows of the metrics table, as fractions."
     first = next(iter(res.values()), {})
-    rows = []
-    for name, t in first.get("leaderboard", {}).get("tasks", {}).items():
-        metric = METRIC_LABELS.get((name, t["metric"]), t["metric"])
-        sub = f", {t['tasks']} of {t['tasks_total']} subjects" if t["tasks_total"] > 1 else ""
-        rows.append(_row(f"{TASK_LABELS.get(name, name)} ({t['num_fewshot']}-shot {metric}{sub})",
-                         f"leaderboard.{name}", res,
-                         lambda r, n=name: (r["leaderboard"]["tasks"][n]["value"],
-                                            r["leaderboard"]["tasks"][n]["stderr"])))
-    if first.get("leaderboard", {}).get("tasks"):
-        rows.append(_row(f"Average ({len(first['leaderboard']['tasks'])} tasks)",
-                         "leaderboard.average", res,
-                         lambda r: r["leaderboard"]["average"]))
+    rows = _benchmark_rows(res, first)
     if "heldout" in first:
         rows.append(_row("Held-out exact match", "heldout", res,
                          lambda r: r["heldout"]["exact_match"]))
@@ -568,17 +692,23 @@ def run_eval(p: RunParams,  # the run's parameters
 
 # %% ../nbs/04_eval.ipynb #00fc1f2e
 def eval_settings(p: RunParams, suite: Suite | None) -> dict:
-    "metrics.json's settings: tasks, shots, data, lm-eval version, the models, the verdict rule."
+    "metrics.json's settings: tasks, plan, shots, items, data, lm-eval version, the models, the verdict rule."
     import lm_eval
-    return {"eval_tasks": p.eval_tasks, "num_fewshot": p.eval_num_fewshot,
-            "limit": p.eval_limit,
-            "eval_data": p.eval_data,
+    sources = Path(suite.root) / "sources.json" if suite and suite.root else None
+    return {"eval_tasks": p.eval_tasks, "plan": suite.plan if suite else None,
+            "num_fewshot": suite.num_fewshot if suite else p.eval_num_fewshot,
+            "items": {n: sum(len(suite.samples[l]) for l in ls) for n, ls in suite.tasks.items()
+                      if all(l in suite.samples for l in ls)} if suite else {},
+            "eval_seed": p.eval_seed, "limit": p.eval_limit, "eval_data": p.eval_data,
             "data_root": str(suite.root) if suite and suite.root else None,
+            "data_sources": json.loads(sources.read_text()) if sources and sources.is_file() else None,
+            "minisets": suite.miniset if suite else [],
+            "config_overrides": suite.overrides if suite else {},
+            "chat_template_tasks": suite.chat if suite else [],
             "batch_size": p.eval_batch_size,
             "lm_eval_version": lm_eval.__version__,
-            "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base "
-                                                                                     "model",
-            "finetuned": "base model with the run's LoRA adapter (adapter/)"},
+            "models": {"base": "base model, fresh 4-bit copy" if p.load_in_4bit else "base model",
+                       "finetuned": "base model with the run's LoRA adapter (adapter/)"},
             "finetuned_4bit": p.load_in_4bit,  # the finetuned model was scored on the 4-bit base (QLoRA)
             "lm_eval_include_path": "lm_eval_tasks" if suite else None,
             "smoke_set": p.eval_data == "embedded", "verdict_z": p.verdict_z,
@@ -605,6 +735,22 @@ def samples_record(p: RunParams, res: dict, heldout: list[dict]) -> dict:
     return samples
 
 # %% ../nbs/04_eval.ipynb #1ade2cd3
+def _suite_files(suite: Suite, run_dir: Path) -> dict[str, str]:
+    "lm_eval_tasks/: the suite (and the generative tasks' suite) as lm-eval group files, and the items scored."
+    files = {}
+    for chat, name in ((False, "suite.yaml"), (True, "suite_chat.yaml")):
+        cfg = portable_suite(suite, run_dir, chat)
+        if cfg["task"]: files[f"lm_eval_tasks/{name}"] = yaml.safe_dump(cfg, sort_keys=False)
+    if suite.samples: files["lm_eval_tasks/samples.json"] = json.dumps(suite.samples)
+    return files
+
+def _benchmark_note(p: RunParams, suite: Suite | None) -> str:
+    "A line under the table when some benchmark rows are on the bundled mini-sets."
+    if not suite or not suite.miniset: return ""
+    names = ", ".join(TASK_LABELS.get(n, n) for n in suite.miniset)
+    return (f"\n*Rows marked mini-set ({names}) are scored on the bundled offline mini-sets: a smoke test of the "
+            "evaluation, not a benchmark.*\n")
+
 def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, heldout: list[dict],
                   drift: dict | None = None):
     "Write metrics.json, metrics.md, samples.json and samples.md (each atomically) from `evaluate_model` outputs."
@@ -619,15 +765,11 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
         metrics["heldout_exact_match"] = {m: r["heldout"]["exact_match"] for m, r in res.items()}
     if suite: metrics["lm_eval"] = {m: r["lm_eval"] for m, r in res.items()}
     samples = samples_record(p, res, heldout)
-    note = ("\n*Leaderboard rows are scored on the bundled offline mini-sets (`eval_data: "
-            "embedded`): a smoke test of "
-            "the evaluation, not a benchmark.*\n" if p.eval_data == "embedded" and suite else "")
     texts = {"metrics.json": json.dumps(metrics, indent=1, default=str),
-             "metrics.md": metrics_table(rows, models) + note + ("\n" + drift_markdown(drift)
-                                                                 if drift else ""),
+             "metrics.md": metrics_table(rows, models) + _benchmark_note(p, suite)
+                           + ("\n" + drift_markdown(drift) if drift else ""),
              "samples.json": json.dumps(samples, indent=1), "samples.md": samples_markdown(samples)}
-    if suite:  # `cd RUN_DIR && lm_eval --include_path lm_eval_tasks` reruns the suite
+    if suite:  # `cd RUN_DIR && lm_eval --include_path lm_eval_tasks --tasks sft_demos_suite` reruns the suite
         (Path(run_dir) / "lm_eval_tasks").mkdir(exist_ok=True)
-        texts["lm_eval_tasks/suite.yaml"] = yaml.safe_dump(portable_suite(suite, run_dir),
-                                                           sort_keys=False)
+        texts |= _suite_files(suite, Path(run_dir))
     for name, text in texts.items(): write_atomic(Path(run_dir) / name, text)

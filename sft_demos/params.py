@@ -10,10 +10,11 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['REFERENCE_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'LORA_TARGETS', 'RENAMED', 'CHOICES', 'SCHEMAS',
-           'STAGE_TABLE', 'STAGES', 'RECIPES_DIR', 'DataSource', 'family_from_name', 'RunParams', 'ParamsError',
-           'check_type', 'build', 'Stage', 'expand_targets', 'to_dict', 'passed_on', 'recipe_path', 'read_recipe',
-           'parse_set', 'upgrade_run_params', 'load_params', 'save_params', 'list_recipes']
+__all__ = ['REFERENCE_PROMPTS', 'LEADERBOARD_TASKS', 'LEADERBOARD_SHOTS', 'CPU_EVAL_PLAN', 'CPU_MAX_GEN_TOKS', 'LORA_TARGETS',
+           'RENAMED', 'CHOICES', 'SCHEMAS', 'STAGE_TABLE', 'STAGES', 'RECIPES_DIR', 'DataSource', 'family_from_name',
+           'RunParams', 'ParamsError', 'check_type', 'build', 'Stage', 'expand_targets', 'eval_plan', 'task_plan',
+           'to_dict', 'passed_on', 'recipe_path', 'read_recipe', 'parse_set', 'upgrade_run_params', 'load_params',
+           'save_params', 'list_recipes']
 
 # %% ../nbs/00_params.ipynb #15f00afe
 @dataclass
@@ -39,6 +40,10 @@ REFERENCE_PROMPTS = [
 # %% ../nbs/00_params.ipynb #3b6595cb
 LEADERBOARD_TASKS = ["mmlu", "arc_challenge", "hellaswag", "truthfulqa_mc2"]
 LEADERBOARD_SHOTS = {"mmlu": 5, "arc_challenge": 25, "hellaswag": 10, "truthfulqa_mc2": 0}
+# eval_plan cpu: (items, shots) per task, so base and finetuned SmolLM2-135M are scored in about 25 min on 2 cores;
+# a seeded subset (MMLU stratified over its 57 subjects), 0-shot as the model's own published numbers are
+CPU_EVAL_PLAN = {"mmlu": (171, 0), "arc_challenge": (300, 0), "hellaswag": (300, 0), "ifeval": (48, 0)}
+CPU_MAX_GEN_TOKS = 256  # eval_plan cpu: generated tokens per IFEval answer (lm-eval's task allows 1,280)
 
 # %% ../nbs/00_params.ipynb #31903b11
 LORA_TARGETS = {
@@ -138,9 +143,13 @@ class RunParams:
     distributed_type: str = "auto"  # auto (ddp when num_processes > 1), ddp, fsdp
     # Evaluation (lm-eval)
     eval_tasks: list[str] = field(default_factory=lambda: list(LEADERBOARD_TASKS))  # lm-eval task names
-    eval_num_fewshot: dict[str, int] = field(default_factory=dict)  # per-task shots; leaderboard shots when absent
+    eval_num_fewshot: dict[str, int] = field(default_factory=dict)  # per-task shots; the plan's when absent
     eval_limit: int | None = None  # rows per task (None = all)
-    eval_data: str = "embedded"  # embedded (bundled offline mini-sets), hub, or a local folder laid out as on the Hub
+    eval_data: str = "embedded"  # embedded (bundled mini-sets), real (installed benchmark copies), hub, or a folder laid out as on the Hub
+    eval_plan: str = "auto"  # full (all items, leaderboard shots), cpu (CPU_EVAL_PLAN), auto = full on a GPU or the mini-sets
+    eval_items: dict[str, int] = field(default_factory=dict)  # per-task items of a seeded subset; the plan's when absent; 0 = all
+    eval_max_gen_toks: int | None = None  # most tokens a generative task (IFEval) may write; None = the plan's
+    eval_seed: int = 1234  # picks the subsets' items: the same for base and finetuned, and for every run
     eval_batch_size: int = 8  # lm-eval batch size
     eval_base: bool = True  # also score the base model, for the delta
     drift: bool = True  # score the base's answers to the bundled general prompts under both models (drift)
@@ -230,6 +239,7 @@ CHOICES = {
     "bnb_4bit_compute_dtype": ["auto", "bfloat16", "float16", "float32"],
     "torch_dtype": ["auto", "bfloat16", "float16", "float32"],
     "bnb_4bit_quant_storage": ["uint8", "bfloat16", "float16", "float32"],
+    "eval_plan": ["auto", "cpu", "full"],
 }
 SCHEMAS = ["auto", "guanaco", "dolphin", "platypus", "alpaca", "messages", "sharegpt",
            "prompt_completion"]
@@ -294,8 +304,9 @@ def _resolve(self: RunParams, where: str = "params") -> RunParams:
                               f"of per_device_train_batch_size*num_processes={per_step}")
         p.gradient_accumulation_steps = p.global_batch_size // per_step
     if p.distributed_type == "auto" and p.num_processes > 1: p.distributed_type = "ddp"
-    p.eval_num_fewshot = {t: p.eval_num_fewshot.get(t, LEADERBOARD_SHOTS.get(t, 0))
-                          for t in p.eval_tasks}
+    for k in ("eval_num_fewshot", "eval_items"):
+        if extra := sorted(set(getattr(p, k)) - set(p.eval_tasks)):
+            raise ParamsError(f"{where}: {k} names {extra}, which eval_tasks does not list ({p.eval_tasks})")
     return p
 
 # %% ../nbs/00_params.ipynb #6fc6da02
@@ -317,6 +328,18 @@ def expand_targets(targets: list[str],  # as written in the recipe
 
 # %% ../nbs/00_params.ipynb #30476603
 RunParams.resolve = _resolve
+
+# %% ../nbs/00_params.ipynb #3348f22c
+def eval_plan(p: RunParams, gpu: bool) -> str:
+    "The plan the eval stage follows: `p.eval_plan`; auto = full on a GPU, on the mini-sets or from the Hub, else cpu."
+    if p.eval_plan != "auto": return p.eval_plan
+    return "full" if gpu or p.eval_data in ("embedded", "hub") else "cpu"
+
+def task_plan(p: RunParams, name: str, plan: str) -> tuple[int | None, int]:
+    "(items, shots) of task `name` under `plan`: the recipe's values first; items None = every item."
+    items, shots = CPU_EVAL_PLAN.get(name, (None, None)) if plan == "cpu" else (None, None)
+    items = p.eval_items.get(name, items) or None
+    return items, p.eval_num_fewshot.get(name, LEADERBOARD_SHOTS.get(name, 0) if shots is None else shots)
 
 # %% ../nbs/00_params.ipynb #a65e7bc6
 def to_dict(p: RunParams) -> dict:

