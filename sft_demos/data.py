@@ -223,9 +223,10 @@ def _hub_rows(ds: DataSource):
 
 # %% ../nbs/01_data.ipynb #ba4cfde0
 def source_kind(path: str) -> str:
-    "embedded, replay, file, folder or hub."
+    "embedded, replay, commands, file, folder or hub."
     if path.startswith("embedded:"): return "embedded"
     if path.startswith("replay:"): return "replay"  # the base's own answers (`sft_demos.general.replay_rows`)
+    if path.startswith("commands:"): return "commands"  # cheat/eg sheets (`sft_demos.commands`)
     if Path(path).is_file(): return "file"
     if Path(path).is_dir(): return "folder"
     if path.startswith((".", "/",
@@ -252,6 +253,10 @@ def source_rows(ds: DataSource, seed: int = 0,
                                       "base)")
         from sft_demos.general import replay_rows
         try: rows = iter(replay_rows(p, ds.path, tok, log))
+        except ValueError as e: raise DataError(str(e)) from None
+    elif kind == "commands":  # an entry its rules drop comes as {"drop": reason}: a bad row
+        from sft_demos.commands import command_rows
+        try: rows = iter([BadRow(r["drop"]) if "drop" in r else r for r in command_rows(ds.path)])
         except ValueError as e: raise DataError(str(e)) from None
     elif kind == "file": rows = _local_rows(Path(ds.path))
     else: rows = _hub_rows(ds)
@@ -650,6 +655,9 @@ def content_hash(ds: DataSource, seed: int) -> dict:
         return {"prompts_file": str(f), "sha256": sha256_file(f), "generator": "the base's greedy "
                 f"answers to these prompts, up to {REPLAY_NEW_TOKENS} new tokens, only those that "
                 "ended (sft_demos.general.replay_rows)"}
+    if kind == "commands":  # the packages' versions and sheets, what the rules dropped, the split
+        from sft_demos.commands import command_provenance
+        return command_provenance(ds.path)
     if kind == "embedded":
         from sft_demos.taskworld import task_rows
         return {"sha256": hashlib.sha256(json.dumps(task_rows("train", seed)).encode()).hexdigest(),
@@ -668,7 +676,7 @@ class Prepared:
     "Everything the data stage writes."
     train: list[dict]  # data/train.jsonl rows
     eval: list[dict]  # data/eval.jsonl rows
-    heldout: list[dict]  # data/heldout.jsonl rows (embedded task set only)
+    heldout: list[dict]  # data/heldout.jsonl rows (the embedded task set's and commands sources')
     report: dict  # data_report.json
     provenance: dict  # provenance.json
 
@@ -681,17 +689,21 @@ def _formatted(res: SourceResult, tok, p: RunParams) -> list[dict]:
 
 # %% ../nbs/01_data.ipynb #93ab406d
 def heldout_rows(p: RunParams, tok) -> list[dict]:
-    "The held-out task rows (first turns and follow-ups), formatted as inference prompts them (embedded sources only)."
-    if not any(d.path == "embedded:tasks" for d in p.datasets): return []
-    from sft_demos.taskworld import task_rows
-    out = []
-    for r in task_rows("heldout", p.seed):
-        msgs = from_messages(r)[:-1]
-        if p.system_prompt: msgs = [{"role": "system", "content": p.system_prompt}] + msgs
-        out.append({"family": r["family"], "turn": r["turns"], "messages": msgs,
-                    "prompt": format_prompt(msgs, tok, p.prompt_format),
-                    "answer": r["messages"][-1]["content"]})
-    return out
+    "The held-out rows formatted as inference prompts them: the embedded tasks' and each `commands:` source's."
+    held = []
+    if any(d.path == "embedded:tasks" for d in p.datasets):
+        from sft_demos.taskworld import task_rows
+        held += [{"family": r["family"], "turn": r["turns"], "messages": from_messages(r)[:-1],
+                  "answer": r["messages"][-1]["content"]} for r in task_rows("heldout", p.seed)]
+    for d in p.datasets:
+        if d.path.startswith("commands:"):  # `family` is the set: seen tools, unseen tools
+            from sft_demos.commands import command_heldout
+            held += command_heldout(d.path)
+    sys_ = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+    return [{"family": h["family"], "turn": h["turn"], "messages": sys_ + h["messages"],
+             "prompt": format_prompt(sys_ + h["messages"], tok, p.prompt_format),
+             "answer": h["answer"], **{k: h[k] for k in ("tool", "package") if k in h}}
+            for h in held]
 
 # %% ../nbs/01_data.ipynb #62861581
 def row_audit(a: dict) -> dict:

@@ -196,7 +196,7 @@ def check_model(p: RunParams, probe: HubProbe) -> list[Source]:
 
 # %% ../nbs/02a_preflight.ipynb #f0ddf81a
 def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
-    "One dataset of the mix: embedded, replay, a local file or folder, or a Hub id (hub cache or the Hub)."
+    "One dataset of the mix: embedded, replay, commands, a local file or folder, or a Hub id (hub cache or the Hub)."
     fix_path = f"`--set datasets.{i}.path=FILE` (a local jsonl/json/csv/parquet file or folder)"
     if ds.path.startswith("embedded:"):
         ok = ds.path == "embedded:tasks"
@@ -212,6 +212,10 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
                       else None, None,
                       None if f.is_file() else f"no such prompt file {f}; use replay:general or "
                                                "replay:FILE (.json/.jsonl)")
+    if ds.path.startswith("commands:"):  # cheat/eg sheets, read from the installed packages
+        from sft_demos.commands import check_packages
+        where, fix = check_packages(ds.path)
+        return Source("dataset", ds.path, "commands", fix is None, where, None, fix)
     p = Path(ds.path).expanduser()
     if p.is_file(): return Source("dataset", ds.path, "file", True, str(p.resolve()))
     if p.is_dir(): return Source("dataset", ds.path, "folder", True, str(p.resolve()))
