@@ -14,12 +14,12 @@ from .minisets import EMBEDDED_DATA, dataset_cache_dir
 from .realsets import RealDataError, card_files, read_card, real_data, split_size, subset, use_punkt
 
 # %% auto #0
-__all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'CHAT_GROUP', 'SUITE_DATA', 'TURNS', 'EvalError',
-           'task_manager', 'leaf_tasks', 'task_dataset', 'local_configs', 'Suite', 'data_root', 'plan_suite',
-           'suite_config', 'portable_suite', 'lm_eval_run', 'suite_scores', 'stop_ids', 'generate', 'heldout_scores',
-           'check_model', 'example_prompts', 'evaluate_model', 'task_label', 'metrics_rows', 'metrics_table',
-           'samples_markdown', 'heldout_examples', 'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings',
-           'samples_record', 'write_results']
+__all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'CHAT_GROUP', 'SUITE_DATA', 'TURNS',
+           'COMMAND_METRICS', 'EvalError', 'task_manager', 'leaf_tasks', 'task_dataset', 'local_configs', 'Suite',
+           'data_root', 'plan_suite', 'suite_config', 'portable_suite', 'lm_eval_run', 'suite_scores', 'stop_ids',
+           'generate', 'heldout_scores', 'check_model', 'example_prompts', 'evaluate_model', 'task_label',
+           'metrics_rows', 'metrics_table', 'samples_markdown', 'heldout_examples', 'check_adapter_base',
+           'drift_record', 'run_eval', 'eval_settings', 'samples_record', 'write_results']
 
 # %% ../nbs/04_eval.ipynb #e80f5a5e
 class EvalError(ValueError):
@@ -490,6 +490,8 @@ def evaluate_model(model, tok,  # the loaded model and its tokenizer
         t0 = time.time()
         log(f"{what}: held-out exact match on {len(heldout)} rows ...")
         out["heldout"], out["heldout_predictions"] = heldout_scores(model, tok, heldout)
+        from sft_demos.commands import command_scores
+        if cmd := command_scores(out["heldout_predictions"], heldout): out["commands"] = cmd  # shell-command rows
         log(f"{what}: held-out exact match {out['heldout']['exact_match']:.3f} on {len(heldout)} "
             f"rows ({time.time() - t0:.1f}s)")
     out["samples"] = generate(model, tok, example_prompts(p, tok), p.max_new_tokens, p.do_sample,
@@ -549,6 +551,21 @@ def _benchmark_rows(res: dict, first: dict) -> list[dict]:
         rows.append(_row(label, "leaderboard.average", res, lambda r: r["leaderboard"]["average"]))
     return rows
 
+# %% ../nbs/04_eval.ipynb #483694d4
+COMMAND_METRICS = {"exact_match": "exact match", "program_match": "program right",
+                   "chrf_sentence": "chrF"}  # `commands.command_scores` keys -> row names
+
+def _command_rows(res: dict, first: dict) -> list[dict]:
+    "Rows of the shell-command held-out sets: exact match, the program right, chrF (0-100 shown as a percent)."
+    rows = []
+    for s, sc in first.get("commands", {}).get("sets", {}).items():
+        for k, label in COMMAND_METRICS.items():
+            scale = 100 if k.startswith("chrf") else 1
+            rows.append(_row(f"Commands, {s} ({sc['n']}): {label}", f"commands.{s}.{k}", res,
+                             lambda r, s=s, k=k, d=scale: (r["commands"]["sets"][s][k] / d,
+                                                           r["commands"]["sets"][s][f"{k}_stderr"] / d)))
+    return rows
+
 # %% ../nbs/04_eval.ipynb #77894c2a
 def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_model` output
                 ) -> list[dict]:
@@ -564,6 +581,7 @@ def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_mode
         for t in [t for t in TURNS if t in first["heldout"].get("turns", {})]:
             rows.append(_row(f"Held-out exact match: {TURNS[t]}", f"heldout.turn{t}", res,
                              lambda r, t=t: r["heldout"]["turns"][t]["exact_match"]))
+    rows += _command_rows(res, first)
     return rows
 
 # %% ../nbs/04_eval.ipynb #4225a8b6
@@ -764,6 +782,7 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
         metrics["heldout"] = {m: r["heldout"] for m, r in res.items()}
         metrics["heldout_exact_match"] = {m: r["heldout"]["exact_match"] for m, r in res.items()}
     if suite: metrics["lm_eval"] = {m: r["lm_eval"] for m, r in res.items()}
+    if any("commands" in r for r in res.values()): metrics["commands"] = {m: r.get("commands") for m, r in res.items()}
     samples = samples_record(p, res, heldout)
     texts = {"metrics.json": json.dumps(metrics, indent=1, default=str),
              "metrics.md": metrics_table(rows, models) + _benchmark_note(p, suite)
