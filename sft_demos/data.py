@@ -10,14 +10,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 from .params import DataSource, RunParams, SCHEMAS
 from .util import sha256_file, write_jsonl
+from .chat import format_prompt, template_text
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca',
            'from_messages', 'from_sharegpt', 'from_prompt_completion', 'detect_schema', 'hub_reachable', 'source_kind',
-           'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt',
-           'render_turns', 'format_example', 'trained_spans', 'token_mask', 'formatted_row', 'token_audit',
-           'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval', 'content_hash', 'Prepared',
-           'heldout_rows', 'row_audit', 'prepare_data', 'write_outputs', 'run_data']
+           'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'render_turns',
+           'format_example', 'trained_spans', 'token_mask', 'formatted_row', 'token_audit', 'audit_report',
+           'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval', 'content_hash', 'Prepared', 'heldout_rows',
+           'row_audit', 'prepare_data', 'write_outputs', 'run_data']
 
 # %% ../nbs/01_data.ipynb #e5640ac5
 class DataError(ValueError):
@@ -207,7 +208,7 @@ def _hub_rows(ds: DataSource):
     local, path = Path(ds.path).is_dir(), ds.path
     if not local and (_offline()
                       or not hub_reachable()):  # read the hub cache's snapshot as the local folder it is
-        from sft_demos.preflight import cached_snapshot
+        from sft_demos.hub import cached_snapshot
         snap = cached_snapshot(ds.path, "dataset", ds.revision)
         if snap is None and not _offline(): raise _hub_help(ds, "the Hub cannot be reached from "
                                                                 "here")
@@ -225,7 +226,7 @@ def _hub_rows(ds: DataSource):
 def source_kind(path: str) -> str:
     "embedded, replay, file, folder or hub."
     if path.startswith("embedded:"): return "embedded"
-    if path.startswith("replay:"): return "replay"  # the base's own answers (`sft_demos.general.replay_rows`)
+    if path.startswith("replay:"): return "replay"  # the base's own answers (`sft_demos.baseanswers.replay_rows`)
     if Path(path).is_file(): return "file"
     if Path(path).is_dir(): return "folder"
     if path.startswith((".", "/",
@@ -250,7 +251,7 @@ def source_rows(ds: DataSource, seed: int = 0,
     elif kind == "replay":
         if p is None: raise DataError(f"{ds.path}: a replay source needs the run's parameters (its "
                                       "base)")
-        from sft_demos.general import replay_rows
+        from sft_demos.baseanswers import replay_rows
         try: rows = iter(replay_rows(p, ds.path, tok, log))
         except ValueError as e: raise DataError(str(e)) from None
     elif kind == "file": rows = _local_rows(Path(ds.path))
@@ -301,54 +302,10 @@ def bad_rows_error(results: list[SourceResult], limit: int = 10) -> DataError:
     return DataError(f"{len(bad)} row(s) could not be adapted:\n{lines}{more}\nFix the data, name "
                      "the right `schema`, or set `bad_rows: drop` to drop and count them.")
 
-# %% ../nbs/01_data.ipynb #e7be3671
-def _plain_prompt(msgs: list[dict], eos: str = "") -> str:
-    "The reference runs' plain format: system and first request on one line, each later turn on its own; answers end with `eos`."
-    parts = [m["content"] + (eos if m["role"] == "assistant" else "\n") for m in msgs]
-    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} "
-                                                                        f"{parts[1]}"] + parts[2:]
-    return "".join(parts)
-
-# %% ../nbs/01_data.ipynb #81a219c8
-def _guanaco_turn(m: dict, eos: str) -> str:
-    if m["role"] == "system": return f"{m['content']}\n"
-    return f"### Human: {m['content']}" if m["role"] == "user" else f"### Assistant: {m['content']}{eos}"
-
-# %% ../nbs/01_data.ipynb #c1468801
-def _guanaco_prompt(msgs: list[dict], eos: str = "") -> str:
-    "The guanaco format up to `### Assistant:`; a system turn goes first on its own line; answers end with `eos`."
-    return "".join(_guanaco_turn(m, eos) for m in msgs) + "### Assistant:"
-
-# %% ../nbs/01_data.ipynb #28c403ba
-def _adds_bos(tok) -> bool:
-    ids = tok("a")["input_ids"]
-    return tok.bos_token_id is not None and bool(ids) and ids[0] == tok.bos_token_id
-
-# %% ../nbs/01_data.ipynb #e93dd474
-def _chat(msgs: list[dict], tok, generation_prompt: bool) -> str:
-    "The chat template's text for `msgs`, without the BOS text when the tokenizer adds BOS itself."
-    s = tok.apply_chat_template(msgs, add_generation_prompt=generation_prompt, tokenize=False)
-    return s[len(tok.bos_token):] if tok.bos_token and s.startswith(tok.bos_token) and _adds_bos(tok) else s
-
-# %% ../nbs/01_data.ipynb #c96f9978
-def format_prompt(msgs: list[dict],  # conversation up to (not including) the answer
-                  tok,  # the run's tokenizer
-                  fmt: str,  # prompt_format: chat_template, plain or guanaco
-                 ) -> str:
-    "The text inference sends for `msgs`; training uses the same text before each answer."
-    if fmt == "plain": return _plain_prompt(msgs, tok.eos_token)
-    if fmt == "guanaco": return _guanaco_prompt(msgs, tok.eos_token)
-    if fmt != "chat_template": raise DataError(f"prompt_format={fmt!r} is not one of "
-                                               "chat_template, plain, guanaco")
-    if not getattr(tok, "chat_template", None):
-        raise DataError(f"prompt_format=chat_template, but the tokenizer of {tok.name_or_path!r} "
-                        "has no chat template; set prompt_format to plain or guanaco")
-    return _chat(msgs, tok, True)
-
 # %% ../nbs/01_data.ipynb #d956c96f
 def _upto(msgs: list[dict], prompt: str, tok, fmt: str) -> str:
     "The text of `msgs` through their last (assistant) turn; `prompt` is the inference prompt before that turn."
-    if fmt == "chat_template": return _chat(msgs, tok, False).rstrip()
+    if fmt == "chat_template": return template_text(msgs, tok, False).rstrip()
     return prompt + (" " if fmt == "guanaco" else "") + msgs[-1]["content"] + tok.eos_token
 
 # %% ../nbs/01_data.ipynb #fed3f6f8
@@ -644,12 +601,12 @@ def content_hash(ds: DataSource, seed: int) -> dict:
             h.update(f"{f.relative_to(ds.path)}\0{sha256_file(f)}\n".encode())
         return {"sha256": h.hexdigest()}
     if kind == "replay":
-        from sft_demos.general import GENERAL_DIR, REPLAY_NEW_TOKENS
+        from sft_demos.baseanswers import GENERAL_DIR, REPLAY_NEW_TOKENS
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
         return {"prompts_file": str(f), "sha256": sha256_file(f), "generator": "the base's greedy "
                 f"answers to these prompts, up to {REPLAY_NEW_TOKENS} new tokens, only those that "
-                "ended (sft_demos.general.replay_rows)"}
+                "ended (sft_demos.baseanswers.replay_rows)"}
     if kind == "embedded":
         from sft_demos.taskworld import task_rows
         return {"sha256": hashlib.sha256(json.dumps(task_rows("train", seed)).encode()).hexdigest(),
@@ -659,7 +616,7 @@ def content_hash(ds: DataSource, seed: int) -> dict:
 # %% ../nbs/01_data.ipynb #ccb64263
 def _hub_sha(ds: DataSource) -> str | None:
     "The commit a Hub dataset resolves to: from the Hub when it answers, else from the hub cache's refs."
-    from sft_demos.preflight import hub_revision
+    from sft_demos.hub import hub_revision
     return hub_revision(ds.path, "dataset", ds.revision)
 
 # %% ../nbs/01_data.ipynb #e00495c1

@@ -199,7 +199,7 @@ def quantize(f16: Path, out: Path, quant: str) -> Path:
 # %% ../nbs/05b_export.ipynb #9f32e163
 def template_parts(tok) -> dict:
     "Literal texts of the chat template around system, user and assistant turns, from renders with markers."
-    from sft_demos.data import format_prompt
+    from sft_demos.chat import format_prompt
     S, U1, A1, U2, A2, U3 = (f"\x01{k}\x01" for k in ("S", "U1", "A1", "U2", "A2", "U3"))
     conv = [{"role": "user", "content": U1}, {"role": "assistant", "content": A1},
             {"role": "user", "content": U2},
@@ -325,7 +325,7 @@ def cpp_greedy(lm, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
 def hf_greedy(model, tok, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
     "transformers' greedy tokens for `prompt` (one prompt, no padding), cut at the run's stop ids; whether it stopped."
     import torch
-    from sft_demos.evaluate import stop_ids
+    from sft_demos.chat import stop_ids
     stops = stop_ids(tok)
     enc = tok(prompt, return_tensors="pt").to(model.device)
     with torch.inference_mode():
@@ -462,7 +462,7 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
               ) -> dict:
     "Write `run_dir/export/`: GGUF files, an Ollama Modelfile, and export.json with llama.cpp's checks."
     import torch
-    from sft_demos.evaluate import stop_ids
+    from sft_demos.chat import stop_ids
     from sft_demos.runtime import profile_prompt
     run_dir = Path(run_dir)
     p, versions, tok, sets, parts = _export_inputs(run_dir, quants)
@@ -534,7 +534,9 @@ def export_markdown(info: dict) -> str:
             f"{info['machine'].get('cpu', 'this machine')}.\n")
 
 # %% ../nbs/05b_export.ipynb #525e3564
-def export_main(argv: list[str] | None = None) -> int:
+def export_main(argv: list[str] | None = None,
+                report=None,  # `report(p, run_dir)`, run after exporting a finished run (the command passes the report stage)
+               ) -> int:
     "`sft-demos export RUN_DIR`: GGUF files, an Ollama Modelfile and llama.cpp's checks in RUN_DIR/export/."
     import argparse
     ap = argparse.ArgumentParser(prog="sft-demos export", allow_abbrev=False,
@@ -552,9 +554,8 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"sft-demos export: error: {e}", file=sys.stderr)
         return 2
     print((Path(a.run_dir) / "export" / "export.md").read_text())
-    if (Path(a.run_dir) / "report.md").is_file():  # a finished run's report gains its export section
-        from sft_demos.report import run_report
-        run_report(run_params(Path(a.run_dir)), a.run_dir)
+    if report and (Path(a.run_dir) / "report.md").is_file():  # a finished run's report gains its export section
+        report(run_params(Path(a.run_dir)), a.run_dir)
     return 0
 
 # %% ../nbs/05b_export.ipynb #11046ee2

@@ -8,6 +8,7 @@ import json, os, time
 from functools import lru_cache
 from pathlib import Path
 from .params import ParamsError, RunParams, passed_on
+from .hub import hub_revision
 from .util import sha256_file, torch_dtype
 from .embedded import cache_key, cache_root, cached_build, embedded_path, embedded_tokenizer_path
 
@@ -122,10 +123,9 @@ def model_provenance(p: RunParams) -> dict:
     "What pins the run's base: its name and revision, plus the file, sha256 and package version of a GGUF source."
     name = p.model_name_or_path
     hub = not (name.startswith("embedded:") or is_gguf(name) or Path(name).expanduser().is_dir())
-    if hub: from sft_demos.preflight import hub_revision  # from the Hub, else the hub cache's refs
-    return {"model_name_or_path": name, "revision": p.revision, **(gguf_provenance(name)
-                                                                   if is_gguf(name) else {}),
-            **({"resolved_revision": hub_revision(name, "model", p.revision)} if hub else {})}
+    gguf = gguf_provenance(name) if is_gguf(name) else {}
+    rev = {"resolved_revision": hub_revision(name, "model", p.revision)} if hub else {}  # from the Hub, else the cache's refs
+    return {"model_name_or_path": name, "revision": p.revision, **gguf, **rev}
 
 # %% ../nbs/02_model.ipynb #a6fdc2a4
 def _gguf_architecture(f: Path) -> str:

@@ -15,7 +15,7 @@ from .util import KERNEL_ARGS, write_atomic
 # %% auto #0
 __all__ = ['RUNNER_ENV', 'QUIET_WARNINGS', 'SUBCOMMANDS', 'nbs_dir', 'read_status', 'write_status', 'secret_values',
            'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed', 'runner_env',
-           'execute_stage', 'run', 'main']
+           'execute_stage', 'run', 'export_cmd', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
 def nbs_dir() -> Path:
@@ -259,12 +259,19 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
 # %% ../nbs/07_pipeline.ipynb #2724cb45
 SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, imported only when used
     "compare": ("sft_demos.report:compare_main", "overlay the loss curves of several runs"),
-    "export": ("sft_demos.export:export_main",
+    "export": ("sft_demos.pipeline:export_cmd",
                "GGUF files for llama.cpp and Ollama from a finished run, checked by llama.cpp"),
     "bench": ("sft_demos.bench:bench_main",
               "benchmark training throughput, serving variants, and time to quality against the "
               "reference recipe"),
 }
+
+# %% ../nbs/07_pipeline.ipynb #c7c21a85
+def export_cmd(argv: list[str]) -> int:
+    "`sft-demos export RUN_DIR`: `export_main`, then the report stage again for a finished run."
+    from sft_demos.export import export_main
+    from sft_demos.report import run_report
+    return export_main(argv, report=run_report)
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90
 def _parser() -> argparse.ArgumentParser:

@@ -8,31 +8,18 @@ import json, math, os, time
 from dataclasses import dataclass, asdict, replace, field
 from pathlib import Path
 from .params import DataSource, ParamsError, RunParams
+from .hub import HUB_TIMEOUT, HubProbe, cached_snapshot
 
 # %% auto #0
-__all__ = ['HUB_TIMEOUT', 'GATED_ORGS', 'NF4_BYTES', 'ACT_PER_TOKEN_LAYER', 'LOGIT_COPIES', 'OVERHEAD', 'CUDA_CONTEXT',
-           'RULE_FLOPS', 'PreflightError', 'hub_offline', 'hub_cache_dir', 'Source', 'HubProbe', 'cached_snapshot',
-           'cached_revision', 'hub_revision', 'fetch_hint', 'check_hub', 'check_model', 'check_dataset',
-           'check_sources', 'sources_text', 'require_sources', 'model_config', 'param_counts', 'memory_plan',
-           'memory_budget', 'fitting_settings', 'tokens_per_s', 'time_plan', 'gib', 'plan_run', 'plan_text',
-           'preflight', 'write_plan', 'plan_vs_measured']
+__all__ = ['GATED_ORGS', 'NF4_BYTES', 'ACT_PER_TOKEN_LAYER', 'LOGIT_COPIES', 'OVERHEAD', 'CUDA_CONTEXT', 'RULE_FLOPS',
+           'PreflightError', 'Source', 'fetch_hint', 'check_hub', 'check_model', 'check_dataset', 'check_sources',
+           'sources_text', 'require_sources', 'model_config', 'param_counts', 'memory_plan', 'memory_budget',
+           'fitting_settings', 'tokens_per_s', 'time_plan', 'gib', 'plan_run', 'plan_text', 'preflight', 'write_plan',
+           'plan_vs_measured']
 
 # %% ../nbs/02a_preflight.ipynb #f36c1f58
 class PreflightError(ParamsError):
     "A run that cannot start: sources missing, or a plan that does not fit the machine."
-
-# %% ../nbs/02a_preflight.ipynb #1499d9cc
-def hub_offline() -> bool:
-    "Whether `HF_HUB_OFFLINE` is set to a true value (read now, not at import)."
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
-
-# %% ../nbs/02a_preflight.ipynb #89a3f7fe
-def hub_cache_dir() -> Path:
-    "The Hugging Face hub cache this process uses: `HF_HUB_CACHE`, else `$HF_HOME/hub` (read now)."
-    if os.environ.get("HF_HUB_CACHE"): return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME",
-                                                            "~/.cache")) / "huggingface"
-    return Path(home).expanduser() / "hub"
 
 # %% ../nbs/02a_preflight.ipynb #95fd56b0
 @dataclass
@@ -45,56 +32,6 @@ class Source:
     where: str | None = None  # cache path, folder, file, package, or "the Hub" (downloaded by the stage)
     revision: str | None = None  # commit a Hub source resolves to (from the Hub, else from the cache's refs)
     fix: str | None = None  # what to do when it is missing
-
-# %% ../nbs/02a_preflight.ipynb #6d5cffc0
-HUB_TIMEOUT = 5.0  # seconds for one metadata call to the Hub
-
-class HubProbe:
-    "One metadata call per repo with a short timeout and no retries; after a connection error no further calls."
-    def __init__(self, timeout: float = HUB_TIMEOUT):
-        self.timeout, self.state, self.error = timeout, ("offline" if hub_offline()
-                                                         else "online"), None
-
-    def info(self, repo_id: str, repo_type: str, revision: str | None):
-        "The repo's `ModelInfo`/`DatasetInfo`, or None when offline or unreachable; not-found and gated errors raise."
-        if self.state != "online": return None
-        from huggingface_hub import HfApi
-        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-        api = HfApi()
-        call = api.model_info if repo_type == "model" else api.dataset_info
-        try: return call(repo_id, revision=revision,
-                         timeout=self.timeout)  # one GET: model_info does not retry
-        except (RepositoryNotFoundError,
-                RevisionNotFoundError): raise  # the Hub's own answers (gated is one)
-        except Exception as e:  # refused, DNS, timeout, a proxy's error page: no Hub answer
-            self.state, self.error = "unreachable", e
-        return None
-
-# %% ../nbs/02a_preflight.ipynb #85c3d515
-def cached_snapshot(repo_id: str, repo_type: str = "model",
-                    revision: str | None = None) -> Path | None:
-    "The cached snapshot folder of a Hub repo at `revision` (a branch resolved through the cache's refs), or None."
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-    try: return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision,
-                                       local_files_only=True,
-                                       cache_dir=hub_cache_dir()))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError): return None
-
-# %% ../nbs/02a_preflight.ipynb #de483c5a
-def cached_revision(repo_id: str, repo_type: str = "model",
-                    revision: str | None = None) -> str | None:
-    "The commit the cache's refs resolve `revision` (default main) to, or None when not cached."
-    snap = cached_snapshot(repo_id, repo_type, revision)
-    return snap.name if snap else None  # the hub cache names a snapshot folder by its commit
-
-# %% ../nbs/02a_preflight.ipynb #4f58c990
-def hub_revision(repo_id: str, repo_type: str = "model", revision: str | None = None,
-                 timeout: float = HUB_TIMEOUT) -> str | None:
-    "The commit a Hub repo resolves to: asked of the Hub when online, else read from the cache's refs."
-    try: info = HubProbe(timeout).info(repo_id, repo_type, revision)
-    except Exception: info = None
-    return info.sha if info is not None and info.sha else cached_revision(repo_id, repo_type, revision)
 
 # %% ../nbs/02a_preflight.ipynb #b46b984f
 def _download_cmd(repo_id: str, repo_type: str, revision: str | None) -> str:
@@ -204,8 +141,8 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
                       None,
                       None if ok else "unknown embedded dataset; the one there is is "
                                       "'embedded:tasks'")
-    if ds.path.startswith("replay:"):  # the base's answers to a prompt file (sft_demos.general.replay_rows)
-        from sft_demos.general import GENERAL_DIR
+    if ds.path.startswith("replay:"):  # the base's answers to a prompt file (sft_demos.baseanswers.replay_rows)
+        from sft_demos.baseanswers import GENERAL_DIR
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
         return Source("dataset", ds.path, "replay", f.is_file(), str(f.resolve()) if f.is_file()

@@ -160,7 +160,7 @@ def load_variant(p: RunParams,  # the run's parameters
 # %% ../nbs/05_runtime.ipynb #0b74fd15
 def profile_prompt(p: RunParams, tok) -> str:
     "The run's first example prompt as inference sends it (the run's prompt format and system prompt)."
-    from sft_demos.data import format_prompt
+    from sft_demos.chat import format_prompt
     msgs = ([{"role": "system", "content": p.system_prompt}] if p.system_prompt else [])
     msgs.append({"role": "user", "content": (p.example_prompts or ["Hello."])[0]})
     return format_prompt(msgs, tok, p.prompt_format)
