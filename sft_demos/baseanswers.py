@@ -24,16 +24,14 @@ REPLAY_NEW_TOKENS = 96  # most tokens of a base answer used as a replay row (unf
 # %% ../nbs/02c_baseanswers.ipynb #5fdece9f
 def _conversation(x, where: str) -> list[dict]:
     "One prompt entry as turns that end with a user turn; `ValueError` naming `where` otherwise."
-    if isinstance(x, dict) and isinstance(x.get("prompt"), str): x = [{"role": "user",
-                                                                       "content": x["prompt"]}]
+    if isinstance(x, dict) and isinstance(x.get("prompt"), str): x = [{"role": "user", "content": x["prompt"]}]
     elif isinstance(x, dict) and "messages" in x: x = x["messages"]
-    if not isinstance(x, list) or not x or not all(isinstance(t, dict)
-                                                   and isinstance(t.get("content"), str)
-                                                   and t.get("role") in ("system", "user", "assistant") for t in x):
-        raise ValueError(f"{where}: expected a list of {{role, content}} turns, a {{'messages': "
-                         f"[...]}} or a {{'prompt': '...'}} record")
-    if x[-1]["role"] != "user": raise ValueError(f"{where}: the last turn must be the user's (the "
-                                                 "one to answer)")
+    ok = lambda t: (isinstance(t, dict) and isinstance(t.get("content"), str)
+                    and t.get("role") in ("system", "user", "assistant"))
+    if not isinstance(x, list) or not x or not all(ok(t) for t in x):
+        raise ValueError(f"{where}: expected a list of {{role, content}} turns, a {{'messages': [...]}} or a "
+                         f"{{'prompt': '...'}} record")
+    if x[-1]["role"] != "user": raise ValueError(f"{where}: the last turn must be the user's (the one to answer)")
     return [{"role": t["role"], "content": t["content"].strip()} for t in x]
 
 # %% ../nbs/02c_baseanswers.ipynb #25b0d6b3
@@ -41,15 +39,12 @@ def read_prompts(path: str | Path  # a .json list or a .jsonl file of prompts
                 ) -> list[list[dict]]:
     "The conversations of a prompt file, each ending with the user turn to answer."
     path = Path(path).expanduser()
-    if not path.is_file(): raise ValueError(f"{path}: no such prompt file (a .json list or .jsonl "
-                                            "of prompts)")
+    if not path.is_file(): raise ValueError(f"{path}: no such prompt file (a .json list or .jsonl of prompts)")
     text = path.read_text()
-    try: items = [json.loads(l) for l in text.splitlines()
-                  if l.strip()] if path.suffix == ".jsonl" else json.loads(text)
-    except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e.msg}, line "
-                                                       f"{e.lineno})") from None
-    if not isinstance(items, list) or not items: raise ValueError(f"{path}: expected a non-empty "
-                                                                  "list of prompts")
+    jsonl = path.suffix == ".jsonl"
+    try: items = [json.loads(l) for l in text.splitlines() if l.strip()] if jsonl else json.loads(text)
+    except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(items, list) or not items: raise ValueError(f"{path}: expected a non-empty list of prompts")
     return [_conversation(x, f"{path} row {i}") for i, x in enumerate(items)]
 
 # %% ../nbs/02c_baseanswers.ipynb #cfbd07f8
@@ -94,10 +89,8 @@ def answer_nll(model, tok,  # causal LM and its tokenizer
                 for pr, a in zip(prompts[i:i + batch_size], answers[i:i + batch_size])]
         n = max(len(q) + len(a) for q, a in seqs)
         ids = torch.tensor([q + a + [pad] * (n - len(q) - len(a)) for q, a in seqs])
-        mask = torch.tensor([[1] * (len(q) + len(a)) + [0] * (n - len(q) - len(a)) for q,
-                             a in seqs])
-        labels = torch.tensor([[-100] * len(q) + a + [-100] * (n - len(q) - len(a)) for q,
-                               a in seqs])
+        mask = torch.tensor([[1] * (len(q) + len(a)) + [0] * (n - len(q) - len(a)) for q, a in seqs])
+        labels = torch.tensor([[-100] * len(q) + a + [-100] * (n - len(q) - len(a)) for q, a in seqs])
         with torch.inference_mode():
             logits = model(input_ids=ids.to(model.device),
                            attention_mask=mask.to(model.device)).logits.float().cpu()
@@ -160,7 +153,6 @@ def replay_rows(p: RunParams,  # the run's parameters
     try: convs = replay_prompts(name)
     except ValueError as e: raise ValueError(f"datasets: {path}: {e}") from None
     got = base_answers(p, convs, REPLAY_NEW_TOKENS, tok, log)
-    answers = [a.strip() if ok else whole_sentences(a) for a, ok in zip(got["answers"],
-                                                                        got["finished"])]
-    return [{"messages": c + [{"role": "assistant", "content": a}]} for c,
-            a in zip(got["conversations"], answers) if a]
+    answers = [a.strip() if ok else whole_sentences(a) for a, ok in zip(got["answers"], got["finished"])]
+    return [{"messages": c + [{"role": "assistant", "content": a}]}
+            for c, a in zip(got["conversations"], answers) if a]

@@ -12,8 +12,8 @@ __all__ = ['template_text', 'FormatError', 'format_prompt', 'stop_ids', 'generat
 def _plain_prompt(msgs: list[dict], eos: str = "") -> str:
     "The reference runs' plain format: system and first request on one line, each later turn on its own; answers end with `eos`."
     parts = [m["content"] + (eos if m["role"] == "assistant" else "\n") for m in msgs]
-    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} "
-                                                                        f"{parts[1]}"] + parts[2:]
+    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1:
+        parts = [f"{msgs[0]['content']} {parts[1]}"] + parts[2:]
     return "".join(parts)
 
 # %% ../nbs/01c_chat.ipynb #81a219c8
@@ -49,8 +49,8 @@ def format_prompt(msgs: list[dict],  # conversation up to (not including) the an
     "The text inference sends for `msgs`; training uses the same text before each answer."
     if fmt == "plain": return _plain_prompt(msgs, tok.eos_token)
     if fmt == "guanaco": return _guanaco_prompt(msgs, tok.eos_token)
-    if fmt != "chat_template": raise FormatError(f"prompt_format={fmt!r} is not one of "
-                                               "chat_template, plain, guanaco")
+    if fmt != "chat_template":
+        raise FormatError(f"prompt_format={fmt!r} is not one of chat_template, plain, guanaco")
     if not getattr(tok, "chat_template", None):
         raise FormatError(f"prompt_format=chat_template, but the tokenizer of {tok.name_or_path!r} "
                         "has no chat template; set prompt_format to plain or guanaco")

@@ -29,10 +29,8 @@ def drift_stats(base_nll: list,  # per-prompt NLL of the base's answers under th
     lo, hi = boots[int(0.025 * n_boot)], boots[min(n_boot - 1, int(0.975 * n_boot))]
     return {"drift": mean, "ci95": [lo, hi], "stderr": se, "n": n, "threshold": threshold,
             "share_above_threshold": sum(x > threshold for x in d) / n,
-            "base_nll": sum(b for b, f in zip(base_nll, ft_nll) if b is not None
-                            and f is not None) / n,
-            "finetuned_nll": sum(f for b, f in zip(base_nll, ft_nll) if b is not None
-                                 and f is not None) / n,
+            "base_nll": sum(b for b, f in zip(base_nll, ft_nll) if b is not None and f is not None) / n,
+            "finetuned_nll": sum(f for b, f in zip(base_nll, ft_nll) if b is not None and f is not None) / n,
             "z": z, "verdict": "drifted" if mean > z * se else "within noise"}
 
 # %% ../nbs/04b_general.ipynb #7e6549c0
@@ -69,12 +67,11 @@ def _run_facts(run: Path) -> dict:
     p = yaml.safe_load((run / "params.yaml").read_text())
     return {"run": run.name, "command": (run / "command.txt").read_text().strip(),
             "settings": {k: p.get(k) for k in ("seed", "max_steps", "per_device_train_batch_size",
-                                               "learning_rate",
-                                               "max_length", "datasets")},
+                                               "learning_rate", "max_length", "datasets")},
             "sources": [{k: s.get(k) for k in ("label", "kind", "ratio", "rows_kept")}
                         for s in json.loads((run / "provenance.json").read_text())["sources"]],
-            "heldout": m.get("heldout", {}), "drift": {k: v for k, v in m.get("drift", {}).items()
-                                                       if k != "per_prompt"},
+            "heldout": m.get("heldout", {}),
+            "drift": {k: v for k, v in m.get("drift", {}).items() if k != "per_prompt"},
             "leaderboard": [r for r in m["table"] if r["key"].startswith("leaderboard.")],
             "samples": json.loads((run / "samples.json").read_text())["samples"]}
 
@@ -98,11 +95,9 @@ def _heldout_table(ha: dict, hb: dict) -> str:
 def _drift_table(drifts: list[tuple[str, dict]]) -> str:
     "Per named run: drift, its interval, share of prompts above the threshold, verdict; `-` if none."
     from sft_demos.util import md_table
-    d = [{"run": name, "drift (nats/token)": f"{x['drift']:+.3f}", "95% CI": f"{x['ci95'][0]:+.3f} "
-                                                                             "to "
-                                                                             f"{x['ci95'][1]:+.3f}",
-          f"prompts above {x['threshold']}": f"{x['share_above_threshold']:.0%}",
-          "verdict": x["verdict"]}
+    d = [{"run": name, "drift (nats/token)": f"{x['drift']:+.3f}",
+          "95% CI": f"{x['ci95'][0]:+.3f} to {x['ci95'][1]:+.3f}",
+          f"prompts above {x['threshold']}": f"{x['share_above_threshold']:.0%}", "verdict": x["verdict"]}
          for name, x in drifts if x]
     return md_table(d, list(d[0]), align="lrrrl") if d else "-"
 
@@ -135,17 +130,13 @@ def _example_answers(sa: list[dict], sb: list[dict]) -> list[str]:
 def record_markdown(rec: dict) -> str:
     "The record as a page: settings, held-out per family, drift, leaderboard verdicts, example answers, the goal."
     a, b, g = rec["without"], rec["with_replay"], rec["goal"]
+    sources_a = ", ".join(f"{s['label']} ({s['rows_kept']} rows)" for s in a["sources"])
+    sources_b = ", ".join(f"{s['label']} (ratio {s['ratio']}, {s['rows_kept']} rows)" for s in b["sources"])
     out = [f"# Replay against forgetting: {a['run']} vs {b['run']}",
-           "Written by `sft_demos.general.replay_record` from the two run folders (`runs/"
-           + a["run"] + "`, `runs/"
-           + b["run"] + "`).",
-           f"- without replay: `{a['command']}`; sources " + ", ".join(f"{s['label']} "
-                                                                       f"({s['rows_kept']} rows)"
-                                                                       for s in a["sources"]),
-           f"- with replay: `{b['command']}`; sources " + ", ".join(f"{s['label']} (ratio "
-                                                                    f"{s['ratio']}, "
-                                                                    f"{s['rows_kept']} rows)"
-                                                                    for s in b["sources"])]
+           "Written by `sft_demos.general.replay_record` from the two run folders "
+           f"(`runs/{a['run']}`, `runs/{b['run']}`).",
+           f"- without replay: `{a['command']}`; sources {sources_a}",
+           f"- with replay: `{b['command']}`; sources {sources_b}"]
     out += ["## Held-out exact match (%)", _heldout_table(a["heldout"], b["heldout"])]
     out += ["## Drift from the base on the bundled general prompts",
             _drift_table([("finetuned", a["drift"]), ("finetuned + replay", b["drift"])])]
@@ -171,11 +162,9 @@ def replay_record(without: str | Path,  # finished run folder, no replay source
                  ) -> dict:
     "Compare two runs, without and with replay; write `record.json` and `README.md` into `out` (which must not exist)."
     out = Path(out)
-    if out.exists(): raise FileExistsError(f"{out} exists; a record is never overwritten: pick a "
-                                           "new folder")
+    if out.exists(): raise FileExistsError(f"{out} exists; a record is never overwritten: pick a new folder")
     a, b = _run_facts(without), _run_facts(with_replay)
-    if "base" not in a["heldout"]: raise ValueError(f"{without}: the base was not evaluated "
-                                                    "(eval_base: false)")
+    if "base" not in a["heldout"]: raise ValueError(f"{without}: the base was not evaluated (eval_base: false)")
     ea, eb = a["heldout"]["finetuned"]["exact_match"], b["heldout"]["finetuned"]["exact_match"]
     goal = {"heldout_within": max_heldout_drop, "heldout_drop": ea - eb,
             "heldout_ok": ea - eb <= max_heldout_drop,

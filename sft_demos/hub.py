@@ -19,8 +19,7 @@ def hub_offline() -> bool:
 def hub_cache_dir() -> Path:
     "The Hugging Face hub cache this process uses: `HF_HUB_CACHE`, else `$HF_HOME/hub` (read now)."
     if os.environ.get("HF_HUB_CACHE"): return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME",
-                                                            "~/.cache")) / "huggingface"
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
     return Path(home).expanduser() / "hub"
 
 # %% ../nbs/00c_hub.ipynb #6d5cffc0
@@ -29,8 +28,7 @@ HUB_TIMEOUT = 5.0  # seconds for one metadata call to the Hub
 class HubProbe:
     "One metadata call per repo with a short timeout and no retries; after a connection error no further calls."
     def __init__(self, timeout: float = HUB_TIMEOUT):
-        self.timeout, self.state, self.error = timeout, ("offline" if hub_offline()
-                                                         else "online"), None
+        self.timeout, self.state, self.error = timeout, ("offline" if hub_offline() else "online"), None
 
     def info(self, repo_id: str, repo_type: str, revision: str | None):
         "The repo's `ModelInfo`/`DatasetInfo`, or None when offline or unreachable; not-found and gated errors raise."
@@ -39,10 +37,8 @@ class HubProbe:
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
         api = HfApi()
         call = api.model_info if repo_type == "model" else api.dataset_info
-        try: return call(repo_id, revision=revision,
-                         timeout=self.timeout)  # one GET: model_info does not retry
-        except (RepositoryNotFoundError,
-                RevisionNotFoundError): raise  # the Hub's own answers (gated is one)
+        try: return call(repo_id, revision=revision, timeout=self.timeout)  # one GET: model_info does not retry
+        except (RepositoryNotFoundError, RevisionNotFoundError): raise  # the Hub's own answers (gated is one)
         except Exception as e:  # refused, DNS, timeout, a proxy's error page: no Hub answer
             self.state, self.error = "unreachable", e
         return None

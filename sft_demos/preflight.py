@@ -45,15 +45,13 @@ def fetch_hint(repo_id: str, repo_type: str, revision: str | None, state: str,
     cmd = _download_cmd(repo_id, repo_type, revision)
     steps = [f"fetch it with `{cmd}` (or `huggingface-cli download ...` with older clients)"]
     if state == "offline": steps.append("or unset HF_HUB_OFFLINE so the stage downloads it")
-    if state == "unreachable": steps.append("where the Hub can be reached, then copy the cache "
-                                            "(HF_HOME) here")
+    if state == "unreachable": steps.append("where the Hub can be reached, then copy the cache (HF_HOME) here")
     if repo_id.split("/")[0] in GATED_ORGS or "gated" in why:
         steps.append(f"it is a gated repo: accept its licence at https://huggingface.co/{repo_id} "
                      "and log in (`hf auth login`) or set HF_TOKEN")
     return "; ".join(steps)
 
-GATED_ORGS = ("meta-llama",
-              )  # orgs whose repos are gated: a download needs an accepted licence and a token
+GATED_ORGS = ("meta-llama",)  # orgs whose repos are gated: a download needs an accepted licence and a token
 
 # %% ../nbs/02a_preflight.ipynb #7f561ca6
 def _has_token() -> bool:
@@ -99,34 +97,27 @@ def check_model(p: RunParams, probe: HubProbe) -> list[Source]:
         key = name.split(":", 1)[1]
         ok = key in EMBEDDED
         return [Source("model", name, "embedded", ok, "built into sft_demos" if ok else None, None,
-                       None if ok else "unknown embedded base; the ones there are: "
-                                       f"{', '.join(EMBEDDED)}")]
+                       None if ok else f"unknown embedded base; the ones there are: {', '.join(EMBEDDED)}")]
     if is_gguf(name):
         try: g = gguf_provenance(name)
-        except (ParamsError, FileNotFoundError) as e: return [Source("model", name, "gguf",
-                                                                     fix=str(e))]
+        except (ParamsError, FileNotFoundError) as e: return [Source("model", name, "gguf", fix=str(e))]
         pkg = f" (package {g['distribution']} {g['version']})" if "version" in g else ""
         return [Source("model", name, "gguf", True, g["gguf_file"] + pkg, g["sha256"][:12])]
     if Path(name).expanduser().is_dir():
         d = Path(name).expanduser()
         out = [Source("model", name, "folder", (d / "config.json").is_file(), str(d.resolve()))]
         if not out[0].found: out[0].fix = f"{d} has no config.json: point model_name_or_path at a saved model folder"
-        tok = any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
-                                              "tokenizer.model"))
+        tok = any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
         out.append(Source("tokenizer", name, "folder", tok, str(d.resolve()) if tok else None, None,
-                          None if tok else f"{d} has no tokenizer files (tokenizer.json / "
-                                           "tokenizer_config.json)"))
+                          None if tok else f"{d} has no tokenizer files (tokenizer.json / tokenizer_config.json)"))
         return out
     if name.startswith((".", "/", "~")):
-        return [Source("model", name, "folder", fix=f"no such folder {name}; give a saved model "
-                                                    "folder or a Hub id")]
+        return [Source("model", name, "folder", fix=f"no such folder {name}; give a saved model folder or a Hub id")]
     m = check_hub("model", name, "model", p.revision, probe, need=("config.json",))
-    t = replace(m, role="tokenizer", fix=None if m.found else "in the model's repo: fetched with "
-                                                              "it")
+    t = replace(m, role="tokenizer", fix=None if m.found else "in the model's repo: fetched with it")
     if m.found and m.where and m.where.startswith("/"):
         snap = Path(m.where)
-        t.found = any((snap / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
-                                                    "tokenizer.model"))
+        t.found = any((snap / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
         if not t.found: t.where, t.fix = None, f"the cached snapshot {snap} has no tokenizer files; " + fetch_hint(
             name, "model", p.revision, probe.state)
     return [m, t]
@@ -137,23 +128,19 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
     fix_path = f"`--set datasets.{i}.path=FILE` (a local jsonl/json/csv/parquet file or folder)"
     if ds.path.startswith("embedded:"):
         ok = ds.path == "embedded:tasks"
-        return Source("dataset", ds.path, "embedded", ok, "sft_demos.taskworld" if ok else None,
-                      None,
-                      None if ok else "unknown embedded dataset; the one there is is "
-                                      "'embedded:tasks'")
+        return Source("dataset", ds.path, "embedded", ok, "sft_demos.taskworld" if ok else None, None,
+                      None if ok else "unknown embedded dataset; the one there is is 'embedded:tasks'")
     if ds.path.startswith("replay:"):  # the base's answers to a prompt file (sft_demos.baseanswers.replay_rows)
         from sft_demos.baseanswers import GENERAL_DIR
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
-        return Source("dataset", ds.path, "replay", f.is_file(), str(f.resolve()) if f.is_file()
-                      else None, None,
-                      None if f.is_file() else f"no such prompt file {f}; use replay:general or "
-                                               "replay:FILE (.json/.jsonl)")
+        found = f.is_file()
+        return Source("dataset", ds.path, "replay", found, str(f.resolve()) if found else None, None,
+                      None if found else f"no such prompt file {f}; use replay:general or replay:FILE (.json/.jsonl)")
     p = Path(ds.path).expanduser()
     if p.is_file(): return Source("dataset", ds.path, "file", True, str(p.resolve()))
     if p.is_dir(): return Source("dataset", ds.path, "folder", True, str(p.resolve()))
-    if ds.path.startswith((".", "/", "~")) or p.suffix.lower() in (".jsonl", ".json", ".csv",
-                                                                   ".parquet"):
+    if ds.path.startswith((".", "/", "~")) or p.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
         return Source("dataset", ds.path, "file", fix=f"no such file or folder; {fix_path}")
     s = check_hub("dataset", ds.path, "dataset", ds.revision, probe)
     if not s.found: s.fix = f"{s.fix}; or download it elsewhere and {fix_path}"
@@ -163,8 +150,7 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
 def check_sources(p: RunParams, timeout: float = HUB_TIMEOUT) -> tuple[list[Source], HubProbe]:
     "Every source the run needs (model, tokenizer, each dataset), checked with at most one Hub call each."
     probe = HubProbe(timeout)
-    return check_model(p, probe) + [check_dataset(d, i, probe) for i,
-                                    d in enumerate(p.datasets)], probe
+    return check_model(p, probe) + [check_dataset(d, i, probe) for i, d in enumerate(p.datasets)], probe
 
 # %% ../nbs/02a_preflight.ipynb #f7ca7a21
 def sources_text(sources: list[Source], probe: HubProbe) -> str:
@@ -217,8 +203,7 @@ def param_counts(cfg, p: RunParams) -> dict:
     "Parameters of a config's model built on the meta device (no memory): total, in quantizable linears, in LoRA."
     import torch
     from transformers import AutoModelForCausalLM
-    with torch.device("meta"): m = AutoModelForCausalLM.from_config(cfg,
-                                                                    trust_remote_code=p.trust_remote_code)
+    with torch.device("meta"): m = AutoModelForCausalLM.from_config(cfg, trust_remote_code=p.trust_remote_code)
     head = m.get_output_embeddings()
     lin = [(n, x) for n, x in m.named_modules() if isinstance(x, torch.nn.Linear) and x is not head]
     every = "all-linear" in p.lora_target_modules
@@ -424,9 +409,7 @@ def preflight(p: RunParams, log=print, budget: dict | None = None) -> dict:
     "the plan does not fit (unless `p.preflight` is off); returns the plan with the sources."
     t0 = time.time()
     sources, hub = require_sources(p, log)
-    plan = plan_run(p, sources, budget) if "train" in p.stages else {"fits": True, "note": "no "
-                                                                                           "train "
-                                                                                           "stage"}
+    plan = plan_run(p, sources, budget) if "train" in p.stages else {"fits": True, "note": "no train stage"}
     plan["sources"], plan["hub"] = [asdict(s) for s in sources], hub
     if "memory" in plan: log(plan_text(plan))
     plan["seconds"] = round(time.time() - t0, 2)

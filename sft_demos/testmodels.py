@@ -63,8 +63,7 @@ def word_tokenizer(vocab_size: int = 2000  # words + special tokens
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
     special = ["<unk>", "<s>", "</s>", "<pad>"]
-    vocab = {t: i for i, t in enumerate(special + [f"w{i}"
-                                                   for i in range(vocab_size - len(special))])}
+    vocab = {t: i for i, t in enumerate(special + [f"w{i}" for i in range(vocab_size - len(special))])}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer, tk.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>",
