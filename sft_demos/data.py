@@ -10,14 +10,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 from .params import DataSource, RunParams, SCHEMAS
 from .util import sha256_file, write_jsonl
+from .chat import format_prompt, template_text
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'ROW_KEYS', 'DataError', 'BadRow', 'check_messages', 'from_guanaco', 'from_dolphin', 'from_alpaca',
            'from_messages', 'from_sharegpt', 'from_prompt_completion', 'detect_schema', 'hub_reachable', 'source_kind',
-           'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'format_prompt',
-           'render_turns', 'format_example', 'trained_spans', 'token_mask', 'formatted_row', 'token_audit',
-           'audit_report', 'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval', 'content_hash', 'Prepared',
-           'heldout_rows', 'row_audit', 'prepare_data', 'write_outputs', 'run_data']
+           'source_rows', 'SourceResult', 'source_label', 'adapt_source', 'bad_rows_error', 'render_turns',
+           'format_example', 'trained_spans', 'token_mask', 'formatted_row', 'token_audit', 'audit_report',
+           'check_audit', 'mix_shares', 'dedup', 'take_share', 'split_eval', 'content_hash', 'Prepared', 'heldout_rows',
+           'row_audit', 'prepare_data', 'write_outputs', 'run_data']
 
 # %% ../nbs/01_data.ipynb #e5640ac5
 class DataError(ValueError):
@@ -56,10 +57,8 @@ def check_messages(msgs,  # a list of {role, content} turns
     else: sys_, turns = [], out
     for i, m in enumerate(turns):
         want = "user" if i % 2 == 0 else "assistant"
-        if m["role"] != want: raise BadRow(f"turn {i + len(sys_)} has role {m['role']!r}, expected "
-                                           f"{want!r}")
-    if not turns or turns[-1]["role"] != "assistant": raise BadRow("no assistant response at the "
-                                                                   "end")
+        if m["role"] != want: raise BadRow(f"turn {i + len(sys_)} has role {m['role']!r}, expected {want!r}")
+    if not turns or turns[-1]["role"] != "assistant": raise BadRow("no assistant response at the end")
     if any(not m["content"] for m in turns[1::2]): raise BadRow("empty response")
     if any(not m["content"] for m in turns[0::2]): raise BadRow("empty user turn")
     return (sys_ if sys_ and sys_[0]["content"] else []) + turns
@@ -84,8 +83,7 @@ def from_guanaco(row: dict) -> list[dict]:
     if len(parts) < 3: raise BadRow("no '### Human:' / '### Assistant:' turns in text")
     if parts[0].strip(): raise BadRow("text before the first '### Human:'")
     role = {"Human": "user", "Assistant": "assistant"}
-    return check_messages([{"role": role[r], "content": c} for r,
-                           c in zip(parts[1::2], parts[2::2])])
+    return check_messages([{"role": role[r], "content": c} for r, c in zip(parts[1::2], parts[2::2])])
 
 # %% ../nbs/01_data.ipynb #03c57c77
 def from_dolphin(row: dict) -> list[dict]:
@@ -102,9 +100,8 @@ def from_alpaca(row: dict) -> list[dict]:
                            {"role": "assistant", "content": _text(row, "output")}])
 
 # %% ../nbs/01_data.ipynb #780fd060
-_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                   "assistant": "assistant",
-                   "chatgpt": "assistant"}
+_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user",
+                   "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
 
 def from_messages(row: dict) -> list[dict]:
     "Turns of a conversational `messages` row."
@@ -121,15 +118,13 @@ def from_sharegpt(row: dict) -> list[dict]:
     out = []
     for i, t in enumerate(conv):
         if not isinstance(t, dict):
-            raise BadRow(f"turn {i} is {_kind(t)} ({_show(t)}), not a record with 'from' and "
-                         "'value'")
+            raise BadRow(f"turn {i} is {_kind(t)} ({_show(t)}), not a record with 'from' and 'value'")
         who = t.get("from")
         if not isinstance(who, str):
-            raise BadRow(f"turn {i} has no 'from'" if who is None else f"turn {i} 'from' is "
-                                                                       f"{_kind(who)}, not text")
+            raise BadRow(f"turn {i} has no 'from'" if who is None
+                         else f"turn {i} 'from' is {_kind(who)}, not text")
         if who not in _SHAREGPT_ROLES:
-            raise BadRow(f"turn {i}: unknown speaker {who!r}; known speakers: "
-                         f"{', '.join(_SHAREGPT_ROLES)}")
+            raise BadRow(f"turn {i}: unknown speaker {who!r}; known speakers: {', '.join(_SHAREGPT_ROLES)}")
         if "value" not in t: raise BadRow(f"turn {i} has no 'value'")
         out.append({"role": _SHAREGPT_ROLES[who], "content": t["value"]})
     return check_messages(out, "field 'conversations'")
@@ -141,10 +136,8 @@ def from_prompt_completion(row: dict) -> list[dict]:
                            {"role": "assistant", "content": _text(row, "completion")}])
 
 # %% ../nbs/01_data.ipynb #7af4ab65
-ADAPTERS = {"guanaco": from_guanaco, "dolphin": from_dolphin, "platypus": from_alpaca,
-            "alpaca": from_alpaca,
-            "messages": from_messages, "sharegpt": from_sharegpt,
-            "prompt_completion": from_prompt_completion}
+ADAPTERS = {"guanaco": from_guanaco, "dolphin": from_dolphin, "platypus": from_alpaca, "alpaca": from_alpaca,
+            "messages": from_messages, "sharegpt": from_sharegpt, "prompt_completion": from_prompt_completion}
 
 def detect_schema(columns, where: str = "dataset") -> str:
     "Schema name for a set of column names; raises `DataError` when none fits."
@@ -179,8 +172,8 @@ def _local_rows(path: Path):
     else: raise DataError(f"{path}: unsupported file type {suf!r}; use jsonl, json, csv or parquet")
 
 # %% ../nbs/01_data.ipynb #d44c3844
-def _offline() -> bool: return os.environ.get("HF_HUB_OFFLINE",
-                                              "0").strip().lower() in ("1", "true", "yes", "on")
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
 
 # %% ../nbs/01_data.ipynb #d88fb125
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -205,12 +198,10 @@ def _hub_rows(ds: DataSource):
     "Stream rows of a Hub dataset (or a local folder laid out like one) with `datasets`."
     import datasets
     local, path = Path(ds.path).is_dir(), ds.path
-    if not local and (_offline()
-                      or not hub_reachable()):  # read the hub cache's snapshot as the local folder it is
-        from sft_demos.preflight import cached_snapshot
+    if not local and (_offline() or not hub_reachable()):  # read the hub cache's snapshot as the local folder it is
+        from sft_demos.hub import cached_snapshot
         snap = cached_snapshot(ds.path, "dataset", ds.revision)
-        if snap is None and not _offline(): raise _hub_help(ds, "the Hub cannot be reached from "
-                                                                "here")
+        if snap is None and not _offline(): raise _hub_help(ds, "the Hub cannot be reached from here")
         if snap is not None: local, path = True, str(snap)
     try:
         it = datasets.load_dataset(path, name=ds.name, data_files=ds.data_files, split=ds.split,
@@ -225,13 +216,11 @@ def _hub_rows(ds: DataSource):
 def source_kind(path: str) -> str:
     "embedded, replay, commands, file, folder or hub."
     if path.startswith("embedded:"): return "embedded"
-    if path.startswith("replay:"): return "replay"  # the base's own answers (`sft_demos.general.replay_rows`)
+    if path.startswith("replay:"): return "replay"  # the base's own answers (`sft_demos.baseanswers.replay_rows`)
     if path.startswith("commands:"): return "commands"  # cheat/eg sheets (`sft_demos.commands`)
     if Path(path).is_file(): return "file"
     if Path(path).is_dir(): return "folder"
-    if path.startswith((".", "/",
-                        "~")) or Path(path).suffix.lower() in (".jsonl", ".json", ".csv",
-                                                               ".parquet"):
+    if path.startswith((".", "/", "~")) or Path(path).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
         raise DataError(f"{path}: no such file or folder")
     return "hub"
 
@@ -244,14 +233,12 @@ def source_rows(ds: DataSource, seed: int = 0,
     kind = source_kind(ds.path)
     if kind == "embedded":
         if ds.path != "embedded:tasks":
-            raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is "
-                            "'embedded:tasks'")
+            raise DataError(f"{ds.path}: unknown embedded dataset; the one there is is 'embedded:tasks'")
         from sft_demos.taskworld import task_rows
         rows = iter(task_rows("train", seed))
     elif kind == "replay":
-        if p is None: raise DataError(f"{ds.path}: a replay source needs the run's parameters (its "
-                                      "base)")
-        from sft_demos.general import replay_rows
+        if p is None: raise DataError(f"{ds.path}: a replay source needs the run's parameters (its base)")
+        from sft_demos.baseanswers import replay_rows
         try: rows = iter(replay_rows(p, ds.path, tok, log))
         except ValueError as e: raise DataError(str(e)) from None
     elif kind == "commands":  # an entry its rules drop comes as {"drop": reason}: a bad row
@@ -275,8 +262,7 @@ class SourceResult:
 # %% ../nbs/01_data.ipynb #abcf22bf
 def source_label(ds: DataSource) -> str:
     "A short name for a source: its path, plus the file or config when it names one."
-    return ds.path + (f":{ds.data_files}" if ds.data_files else "") + (f"[{ds.name}]" if ds.name
-                                                                       else "")
+    return ds.path + (f":{ds.data_files}" if ds.data_files else "") + (f"[{ds.name}]" if ds.name else "")
 
 # %% ../nbs/01_data.ipynb #6285566e
 def adapt_source(ds: DataSource, rows, system_prompt: str | None = None) -> SourceResult:
@@ -292,8 +278,7 @@ def adapt_source(ds: DataSource, rows, system_prompt: str | None = None) -> Sour
         except BadRow as e:
             res.bad.append((i, str(e)))
             continue
-        if system_prompt and msgs[0]["role"] != "system": msgs = [{"role": "system",
-                                                                   "content": system_prompt}] + msgs
+        if system_prompt and msgs[0]["role"] != "system": msgs = [{"role": "system", "content": system_prompt}] + msgs
         res.convs.append(msgs)
     return res
 
@@ -306,54 +291,10 @@ def bad_rows_error(results: list[SourceResult], limit: int = 10) -> DataError:
     return DataError(f"{len(bad)} row(s) could not be adapted:\n{lines}{more}\nFix the data, name "
                      "the right `schema`, or set `bad_rows: drop` to drop and count them.")
 
-# %% ../nbs/01_data.ipynb #e7be3671
-def _plain_prompt(msgs: list[dict], eos: str = "") -> str:
-    "The reference runs' plain format: system and first request on one line, each later turn on its own; answers end with `eos`."
-    parts = [m["content"] + (eos if m["role"] == "assistant" else "\n") for m in msgs]
-    if msgs and msgs[0]["role"] == "system" and len(msgs) > 1: parts = [f"{msgs[0]['content']} "
-                                                                        f"{parts[1]}"] + parts[2:]
-    return "".join(parts)
-
-# %% ../nbs/01_data.ipynb #81a219c8
-def _guanaco_turn(m: dict, eos: str) -> str:
-    if m["role"] == "system": return f"{m['content']}\n"
-    return f"### Human: {m['content']}" if m["role"] == "user" else f"### Assistant: {m['content']}{eos}"
-
-# %% ../nbs/01_data.ipynb #c1468801
-def _guanaco_prompt(msgs: list[dict], eos: str = "") -> str:
-    "The guanaco format up to `### Assistant:`; a system turn goes first on its own line; answers end with `eos`."
-    return "".join(_guanaco_turn(m, eos) for m in msgs) + "### Assistant:"
-
-# %% ../nbs/01_data.ipynb #28c403ba
-def _adds_bos(tok) -> bool:
-    ids = tok("a")["input_ids"]
-    return tok.bos_token_id is not None and bool(ids) and ids[0] == tok.bos_token_id
-
-# %% ../nbs/01_data.ipynb #e93dd474
-def _chat(msgs: list[dict], tok, generation_prompt: bool) -> str:
-    "The chat template's text for `msgs`, without the BOS text when the tokenizer adds BOS itself."
-    s = tok.apply_chat_template(msgs, add_generation_prompt=generation_prompt, tokenize=False)
-    return s[len(tok.bos_token):] if tok.bos_token and s.startswith(tok.bos_token) and _adds_bos(tok) else s
-
-# %% ../nbs/01_data.ipynb #c96f9978
-def format_prompt(msgs: list[dict],  # conversation up to (not including) the answer
-                  tok,  # the run's tokenizer
-                  fmt: str,  # prompt_format: chat_template, plain or guanaco
-                 ) -> str:
-    "The text inference sends for `msgs`; training uses the same text before each answer."
-    if fmt == "plain": return _plain_prompt(msgs, tok.eos_token)
-    if fmt == "guanaco": return _guanaco_prompt(msgs, tok.eos_token)
-    if fmt != "chat_template": raise DataError(f"prompt_format={fmt!r} is not one of "
-                                               "chat_template, plain, guanaco")
-    if not getattr(tok, "chat_template", None):
-        raise DataError(f"prompt_format=chat_template, but the tokenizer of {tok.name_or_path!r} "
-                        "has no chat template; set prompt_format to plain or guanaco")
-    return _chat(msgs, tok, True)
-
 # %% ../nbs/01_data.ipynb #d956c96f
 def _upto(msgs: list[dict], prompt: str, tok, fmt: str) -> str:
     "The text of `msgs` through their last (assistant) turn; `prompt` is the inference prompt before that turn."
-    if fmt == "chat_template": return _chat(msgs, tok, False).rstrip()
+    if fmt == "chat_template": return template_text(msgs, tok, False).rstrip()
     return prompt + (" " if fmt == "guanaco" else "") + msgs[-1]["content"] + tok.eos_token
 
 # %% ../nbs/01_data.ipynb #fed3f6f8
@@ -367,9 +308,8 @@ def render_turns(msgs: list[dict],  # a normalized conversation ending with an a
     ends = [_upto(msgs[:i + 1], pr, tok, fmt) for i, pr in zip(at, prompts)]
     text = ends[-1] if ends[-1].endswith(tok.eos_token) else ends[-1] + tok.eos_token
     common = lambda s: len(os.path.commonprefix([s, text]))
-    spans = [(common(pr), common(e)) for pr, e in zip(prompts[:-1],
-                                                      ends[:-1])] + [(common(prompts[-1]),
-                                                                      len(text))]
+    spans = [(common(pr), common(e)) for pr, e in zip(prompts[:-1], ends[:-1])]
+    spans.append((common(prompts[-1]), len(text)))
     return {"text": text, "prompts": prompts, "spans": spans}
 
 # %% ../nbs/01_data.ipynb #d1847d55
@@ -392,8 +332,8 @@ def trained_spans(spans: list,  # (start, end) of every assistant answer, from `
 # %% ../nbs/01_data.ipynb #1bb1cc8d
 def _in_spans(offsets: list, spans: list) -> list[int]:
     "1 for each token starting inside one of `spans` (char offsets); a token without text (BOS) only if all text is."
-    whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= max((e for _, e in offsets),
-                                                                        default=0)
+    end = max((e for _, e in offsets), default=0)
+    whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= end
     return [int(whole or (e > s and any(a <= s < b for a, b in spans))) for s, e in offsets]
 
 # %% ../nbs/01_data.ipynb #254db9ec
@@ -404,8 +344,8 @@ def token_mask(tok,  # the run's (fast) tokenizer
     "Token ids (special tokens added, as TRL tokenizes), the 0/1 loss mask and the char offsets of each text."
     if not texts: return [], [], []
     enc = tok(texts, return_offsets_mapping=True)
-    return enc["input_ids"], [_in_spans(o, s) for o, s in zip(enc["offset_mapping"],
-                                                              spans)], enc["offset_mapping"]
+    masks = [_in_spans(o, s) for o, s in zip(enc["offset_mapping"], spans)]
+    return enc["input_ids"], masks, enc["offset_mapping"]
 
 # %% ../nbs/01_data.ipynb #0f06f417
 def formatted_row(msgs: list[dict], tok, p: RunParams, source: str) -> dict:
@@ -447,8 +387,8 @@ def token_audit(rows: list[dict],  # rows with messages, prompt, completion, tra
     "Per-row token facts: lengths, trained tokens, EOS trained, and per assistant turn what `_turn_facts` finds."
     ids, masks, offs = token_mask(tok, [r["prompt"] + r["completion"] for r in rows],
                                   [r["train_spans"] for r in rows])
-    eot, decode = {*tok.all_special_ids,
-                   tok.eos_token_id}, lambda t: tok.decode(t, clean_up_tokenization_spaces=False)
+    eot = {*tok.all_special_ids, tok.eos_token_id}
+    decode = lambda t: tok.decode(t, clean_up_tokenization_spaces=False)
     out = []
     for r, fi, m, o in zip(rows, ids, masks, offs):
         text, rt = r["prompt"] + r["completion"], r["_turns"]
@@ -459,15 +399,12 @@ def token_audit(rows: list[dict],  # rows with messages, prompt, completion, tra
         for j, t in enumerate(turns): t["selected"] = p.train_on != "last" or j == len(turns) - 1
         pi, kept = tok(r["prompt"])["input_ids"], m[:p.max_length]
         out.append({"source": r["source"], "tokens": len(fi),
-                    "prompt_tokens": len(fi) - turns[-1]["tokens"],
-                    "completion_tokens": turns[-1]["tokens"], "truncated": len(fi) > p.max_length,
-                    "trained": sum(kept),
+                    "prompt_tokens": len(fi) - turns[-1]["tokens"], "completion_tokens": turns[-1]["tokens"],
+                    "truncated": len(fi) > p.max_length, "trained": sum(kept),
                     "eos_trained": any(t == tok.eos_token_id and k for t, k in zip(fi, kept)),
                     "prompt_matches_inference": turns[-1]["matches_inference"],
-                    "double_bos": len(pi) > 1 and tok.bos_token_id is not None
-                    and pi[0] == pi[1] == tok.bos_token_id,
-                    "assistant_turns": len(turns), "trained_turns": sum(t["trained"]
-                                                                        for t in turns),
+                    "double_bos": len(pi) > 1 and tok.bos_token_id is not None and pi[0] == pi[1] == tok.bos_token_id,
+                    "assistant_turns": len(turns), "trained_turns": sum(t["trained"] for t in turns),
                     "turns": turns})
     return out
 
@@ -478,8 +415,7 @@ def _stats(xs: list[int]) -> dict:
     s = sorted(xs)
     q = lambda f: s[min(len(s) - 1, int(f * len(s)))]
     return {"n": len(s), "mean": round(sum(s) / len(s), 1), "min": s[0], "p50": q(0.5),
-            "p95": q(0.95), "max": s[-1],
-            "total": sum(s)}
+            "p95": q(0.95), "max": s[-1], "total": sum(s)}
 
 # %% ../nbs/01_data.ipynb #59e62517
 def _histogram(per_source: dict, bins: int = 20) -> dict:
@@ -497,14 +433,14 @@ def _turn_summary(audit: list[dict]) -> dict:
     "Counts over all assistant turns of the audited rows."
     turns = [t for a in audit for t in a["turns"]]
     selected = [t for t in turns if t["selected"]]
+    matched = sum(t["matches_inference"] for t in turns)
     return {"rows_multi_turn": sum(a["assistant_turns"] > 1 for a in audit),
             "assistant_turns": len(turns),
             "selected_turns": len(selected),
             "trained_turns": sum(t["trained"] for t in selected),
             "trained_turns_eot_trained": sum(t["eot_trained"] for t in selected),
             "selected_turns_span_is_answer": sum(t["span_is_answer"] for t in selected),
-            "turns_prompt_matches_inference": round(sum(t["matches_inference"]
-                                                        for t in turns) / max(len(turns), 1), 4)}
+            "turns_prompt_matches_inference": round(matched / max(len(turns), 1), 4)}
 
 # %% ../nbs/01_data.ipynb #6178b699
 def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
@@ -525,8 +461,7 @@ def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
         warn.append(f"{rep['over_max_length']} of {n} rows exceed max_length={rep['max_length']} "
                     "and will be truncated (their EOS is lost)")
     if n and rep["rows_without_trained_tokens"]:
-        warn.append(f"{rep['rows_without_trained_tokens']} rows have no trained token after "
-                    "truncation")
+        warn.append(f"{rep['rows_without_trained_tokens']} rows have no trained token after truncation")
     if 0 < t["trained_turns_eot_trained"] < t["trained_turns"]:
         warn.append(f"{t['trained_turns'] - t['trained_turns_eot_trained']} of "
                     f"{t['trained_turns']} trained turns do not train their end-of-turn token")
@@ -542,8 +477,7 @@ def _audit_findings(rep: dict, n: int) -> tuple[list[str], list[str]]:
     if n and t["turns_prompt_matches_inference"] < 1:
         warn.append(f"only {t['turns_prompt_matches_inference']:.1%} of assistant turns follow a "
                     "prompt that tokenizes as inference sends it")
-    if rep["rows_double_bos"]: warn.append(f"{rep['rows_double_bos']} rows start with two BOS "
-                                           "tokens")
+    if rep["rows_double_bos"]: warn.append(f"{rep['rows_double_bos']} rows start with two BOS tokens")
     return fail, warn
 
 # %% ../nbs/01_data.ipynb #87e6305f
@@ -551,8 +485,7 @@ def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
     "Summarize `token_audit` rows into the data report, with `failures` and `warnings`."
     by = {}
     for a in audit: by.setdefault(a["source"], []).append(a)
-    n, tokens, trained = len(audit), sum(a["tokens"]
-                                         for a in audit), sum(a["trained"] for a in audit)
+    n, tokens, trained = len(audit), sum(a["tokens"] for a in audit), sum(a["trained"] for a in audit)
     frac = lambda k: round(sum(bool(a[k]) for a in audit) / n, 4) if n else 0.0
     stats = lambda xs, k: _stats([a[k] for a in xs])
     rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "train_on": p.train_on,
@@ -563,16 +496,14 @@ def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
                            "prompt_tokens": stats(xs, "prompt_tokens"),
                            "completion_tokens": stats(xs, "completion_tokens"),
                            "assistant_turns": stats(xs, "assistant_turns"),
-                           "over_max_length": sum(a["truncated"] for a in xs)} for s,
-                       xs in by.items()},
+                           "over_max_length": sum(a["truncated"] for a in xs)}
+                       for s, xs in by.items()},
            "over_max_length": sum(a["truncated"] for a in audit),
            "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
            "trained_tokens": trained, "rows_eos_trained": frac("eos_trained"),
            "rows_without_trained_tokens": sum(a["trained"] == 0 for a in audit),
-           "pad_differs_from_eos": tok.pad_token_id is not None
-           and tok.pad_token_id != tok.eos_token_id,
-           "prompt_matches_inference": frac("prompt_matches_inference"),
-           "turns": _turn_summary(audit),
+           "pad_differs_from_eos": tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id,
+           "prompt_matches_inference": frac("prompt_matches_inference"), "turns": _turn_summary(audit),
            "rows_double_bos": sum(a["double_bos"] for a in audit),
            "histogram": _histogram({s: [a["tokens"] for a in xs] for s, xs in by.items()})}
     rep["failures"], rep["warnings"] = _audit_findings(rep, n)
@@ -649,12 +580,12 @@ def content_hash(ds: DataSource, seed: int) -> dict:
             h.update(f"{f.relative_to(ds.path)}\0{sha256_file(f)}\n".encode())
         return {"sha256": h.hexdigest()}
     if kind == "replay":
-        from sft_demos.general import GENERAL_DIR, REPLAY_NEW_TOKENS
+        from sft_demos.baseanswers import GENERAL_DIR, REPLAY_NEW_TOKENS
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
         return {"prompts_file": str(f), "sha256": sha256_file(f), "generator": "the base's greedy "
                 f"answers to these prompts, up to {REPLAY_NEW_TOKENS} new tokens, only those that "
-                "ended (sft_demos.general.replay_rows)"}
+                "ended (sft_demos.baseanswers.replay_rows)"}
     if kind == "commands":  # the packages' versions and sheets, what the rules dropped, the split
         from sft_demos.commands import command_provenance
         return command_provenance(ds.path)
@@ -667,7 +598,7 @@ def content_hash(ds: DataSource, seed: int) -> dict:
 # %% ../nbs/01_data.ipynb #ccb64263
 def _hub_sha(ds: DataSource) -> str | None:
     "The commit a Hub dataset resolves to: from the Hub when it answers, else from the hub cache's refs."
-    from sft_demos.preflight import hub_revision
+    from sft_demos.hub import hub_revision
     return hub_revision(ds.path, "dataset", ds.revision)
 
 # %% ../nbs/01_data.ipynb #e00495c1
@@ -751,8 +682,8 @@ def _bad_summary(results: list[SourceResult], policy: str) -> dict:
             k = re.sub(r"turn \d+", "turn N", why)
             reasons[k] = reasons.get(k, 0) + 1
     return {"policy": policy, "count": sum(len(r.bad) for r in results), "by_reason": reasons,
-            "examples": [{"source": r.label, "row": i, "reason": why} for r in results for i,
-                         why in r.bad][:50]}
+            "examples": [{"source": r.label, "row": i, "reason": why}
+                         for r in results for i, why in r.bad][:50]}
 
 # %% ../nbs/01_data.ipynb #431bb8e2
 def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
@@ -761,24 +692,18 @@ def _provenance(p, results, dups, picked, rows, n_train, n_eval) -> dict:
     from sft_demos.model import model_provenance
     srcs = []
     for ds, res, pk, rs in zip(p.datasets, results, picked, rows):
-        srcs.append({"path": ds.path, "label": res.label, "kind": source_kind(ds.path),
-                     "schema": res.schema,
-                     "split": ds.split,
-                     "name": ds.name, "data_files": ds.data_files, **content_hash(ds, p.seed),
-                     "max_rows": ds.max_rows,
-                     "ratio": ds.ratio,
+        srcs.append({"path": ds.path, "label": res.label, "kind": source_kind(ds.path), "schema": res.schema,
+                     "split": ds.split, "name": ds.name, "data_files": ds.data_files, **content_hash(ds, p.seed),
+                     "max_rows": ds.max_rows, "ratio": ds.ratio,
                      "rows_read": res.rows_read, "rows_dropped_bad": len(res.bad),
                      "rows_dropped_duplicate": dups[res.label],
                      "rows_unused": len(rs) - len(pk), "rows_kept": len(pk),
                      "tokens_kept": sum(r["tokens"] for r in pk)})
     return {"seed": p.seed, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "recipe": p.recipe,
-            "prompt_format": p.prompt_format, "mix_by": p.mix_by, "mix_total": p.mix_total,
-            "dedup": p.dedup,
-            "bad_rows": p.bad_rows,
+            "recipe": p.recipe, "prompt_format": p.prompt_format, "mix_by": p.mix_by,
+            "mix_total": p.mix_total, "dedup": p.dedup, "bad_rows": p.bad_rows,
             "eval_split_size": p.eval_split_size, "model": model_provenance(p), "sources": srcs,
-            "train_rows": n_train,
-            "eval_rows": n_eval}
+            "train_rows": n_train, "eval_rows": n_eval}
 
 # %% ../nbs/01_data.ipynb #bab949a6
 def write_outputs(run_dir: Path, d: Prepared) -> None:

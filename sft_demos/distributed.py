@@ -42,25 +42,21 @@ def check_launch(p: RunParams,  # the run's parameters
                 ):
     "Raise `ParamsError` when `p` cannot be launched over several processes as asked."
     if p.num_processes < 2:
-        raise ParamsError(f"num_processes={p.num_processes}: one process trains in-process, not "
-                          "through accelerate")
+        raise ParamsError(f"num_processes={p.num_processes}: one process trains in-process, not through accelerate")
     if p.distributed_type not in ("ddp", "fsdp"):
         raise ParamsError(f"distributed_type={p.distributed_type!r}: expected ddp or fsdp")
     if on_gpu and n_gpus is not None and p.num_processes > n_gpus:
-        raise ParamsError(f"num_processes={p.num_processes} but {n_gpus} GPU(s) are visible: one "
-                          "process per GPU")
+        raise ParamsError(f"num_processes={p.num_processes} but {n_gpus} GPU(s) are visible: one process per GPU")
     if p.distributed_type != "fsdp": return
     if p.load_in_4bit:
-        compute, torch_dtype = resolve_dtype(p.bnb_4bit_compute_dtype,
-                                             on_gpu), resolve_dtype(p.torch_dtype, on_gpu)
+        compute = resolve_dtype(p.bnb_4bit_compute_dtype, on_gpu)
+        torch_dtype = resolve_dtype(p.torch_dtype, on_gpu)
         if p.bnb_4bit_quant_storage != compute:
             raise ParamsError("FSDP can only shard 4-bit weights stored in a float dtype: set "
-                              f"bnb_4bit_quant_storage={compute} (the compute dtype), got "
-                              f"{p.bnb_4bit_quant_storage}")
+                              f"bnb_4bit_quant_storage={compute} (the compute dtype), got {p.bnb_4bit_quant_storage}")
         if torch_dtype != compute:
             raise ParamsError("FSDP-QLoRA flattens each layer into one dtype: set "
-                              f"torch_dtype={compute} to match bnb_4bit_quant_storage, got "
-                              f"{torch_dtype}")
+                              f"torch_dtype={compute} to match bnb_4bit_quant_storage, got {torch_dtype}")
         if p.optim == "paged_adamw_8bit":
             raise ParamsError("optim=paged_adamw_8bit fails when saving FSDP-QLoRA checkpoints; "
                               "use adamw_torch or paged_adamw_32bit")
@@ -82,8 +78,8 @@ def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
                      ) -> dict:
     "The accelerate config (as written to `accelerate.yaml`) for a multi-process run of `p`."
     fsdp = p.distributed_type == "fsdp"
-    cfg = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP" if fsdp and on_gpu
-           else "MULTI_GPU",
+    cfg = {"compute_environment": "LOCAL_MACHINE",
+           "distributed_type": "FSDP" if fsdp and on_gpu else "MULTI_GPU",
            "num_machines": 1, "machine_rank": 0, "num_processes": p.num_processes, "gpu_ids": "all",
            "main_process_port": 0,  # 0 = a free port
            "rdzv_backend": "static", "same_network": True,
@@ -92,8 +88,7 @@ def accelerate_config(p: RunParams,  # the run's parameters (num_processes > 1)
     if fsdp and on_gpu:
         cfg["fsdp_config"] = {
             "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            **({"fsdp_transformer_layer_cls_to_wrap": fsdp_layer_cls(p)} if fsdp_layer_cls(p)
-               else {}),
+            **({"fsdp_transformer_layer_cls_to_wrap": fsdp_layer_cls(p)} if fsdp_layer_cls(p) else {}),
             "fsdp_reshard_after_forward": True, "fsdp_cpu_ram_efficient_loading": True,
             "fsdp_sync_module_states": True,  # accelerate's launcher requires it with cpu_ram_efficient_loading
             "fsdp_activation_checkpointing": p.gradient_checkpointing, "fsdp_offload_params": False,
@@ -126,12 +121,10 @@ def prepare_launch(p: RunParams,  # the run's parameters (num_processes > 1)
     d = run_dir / "distributed"
     d.mkdir(parents=True, exist_ok=True)
     config, params, log = d / "accelerate.yaml", d / "params.yaml", d / "launch.log"
-    config.write_text(f"# accelerate config for {p.recipe}: {p.num_processes} processes, "
-                      f"{p.distributed_type}\n"
+    config.write_text(f"# accelerate config for {p.recipe}: {p.num_processes} processes, {p.distributed_type}\n"
                       + yaml.safe_dump(accelerate_config(p, on_gpu), sort_keys=False))
     save_params(p, params)
-    cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",
-           str(config),
+    cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file", str(config),
            "-m", "sft_demos.train", str(run_dir), "--params", str(params)]
     (d / "command.txt").write_text(" ".join(cmd) + "\n")
     env = {**os.environ, **({} if on_gpu else {"ACCELERATE_USE_CPU": "true"})}
@@ -160,8 +153,7 @@ def run_launch(L: Launch,  # from `prepare_launch`
         rc = subprocess.run(L.cmd, env=L.env, stdout=f, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL).returncode
     if rc != 0:
-        raise LaunchFailed(f"{what} exited with code {rc}: {_first_error(L.log)}\nOutput of all "
-                           f"processes: {L.log}")
+        raise LaunchFailed(f"{what} exited with code {rc}: {_first_error(L.log)}\nOutput of all processes: {L.log}")
     return L.log
 
 # %% ../nbs/03b_distributed.ipynb #a7db1367
@@ -173,10 +165,8 @@ def launch(p: RunParams,  # the run's parameters (num_processes > 1)
     L = prepare_launch(p, run_dir, on_gpu)
     from sft_demos.model import base_path
     base_path(p)  # an embedded base is built (once, cached) here, not by the first process while the others wait
-    print(f"launching {p.num_processes} processes ({p.distributed_type}); follow with: tail -f "
-          f"{L.log}", flush=True)
-    return run_launch(L, f"Distributed training ({p.num_processes} processes, "
-                         f"{p.distributed_type})")
+    print(f"launching {p.num_processes} processes ({p.distributed_type}); follow with: tail -f {L.log}", flush=True)
+    return run_launch(L, f"Distributed training ({p.num_processes} processes, {p.distributed_type})")
 
 # %% ../nbs/03b_distributed.ipynb #4b250f63
 def is_main_process() -> bool:
@@ -223,8 +213,7 @@ def shard_model(model,  # a peft model, in every process of a launch
     import torch, torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    names = {layer_cls} if layer_cls else set(getattr(model.get_base_model(), "_no_split_modules",
-                                                      None) or ())
+    names = {layer_cls} if layer_cls else set(getattr(model.get_base_model(), "_no_split_modules", None) or ())
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers: raise ValueError(f"no {sorted(names)} layer in "
                                     f"{type(model.get_base_model()).__name__} to shard")
@@ -240,8 +229,7 @@ class ShardedCheckpoints:
     "Trainer checkpoints of a model sharded by `shard_model`: adapter and optimizer state saved whole, loaded into shards."
     def _save(self, output_dir=None, state_dict=None):
         from torch.distributed.tensor import DTensor
-        sd = {n: (q.full_tensor() if isinstance(q, DTensor)
-                  else q).detach().cpu()  # every process joins the gathers
+        sd = {n: (q.full_tensor() if isinstance(q, DTensor) else q).detach().cpu()  # every process joins the gathers
               for n, q in self.model.named_parameters() if q.requires_grad}
         if not self.args.should_save: return
         self.model.save_pretrained(output_dir, state_dict=sd)
@@ -254,8 +242,7 @@ class ShardedCheckpoints:
         names = {n.replace(".default.", "."): n for n, q in self.model.named_parameters()
                  if q.requires_grad}
         if set(saved) != set(names):
-            raise ValueError(f"{resume_from_checkpoint}: the adapter's tensors are not this run's "
-                             "LoRA weights")
+            raise ValueError(f"{resume_from_checkpoint}: the adapter's tensors are not this run's LoRA weights")
         set_model_state_dict(self.model, {names[k]: v for k, v in saved.items()},
                              options=StateDictOptions(full_state_dict=True, strict=False))
 
@@ -263,9 +250,8 @@ class ShardedCheckpoints:
         import torch
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
         opt = getattr(self.optimizer, "optimizer", self.optimizer)
-        osd = get_optimizer_state_dict(self.model, opt,
-                                       options=StateDictOptions(full_state_dict=True,
-                                                                cpu_offload=True))
+        full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        osd = get_optimizer_state_dict(self.model, opt, options=full)
         if self.args.should_save:
             torch.save(osd, Path(output_dir) / "optimizer.pt")
             torch.save(self.lr_scheduler.state_dict(), Path(output_dir) / "scheduler.pt")
@@ -276,10 +262,8 @@ class ShardedCheckpoints:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
         opt = getattr(self.optimizer, "optimizer", self.optimizer)
         osd = torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
-        set_optimizer_state_dict(self.model, opt, osd,
-                                 options=StateDictOptions(full_state_dict=True))
-        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt",
-                                                     weights_only=True))
+        set_optimizer_state_dict(self.model, opt, osd, options=StateDictOptions(full_state_dict=True))
+        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
 
 # %% ../nbs/03b_distributed.ipynb #1545bc43
 def fsdp_trainer(p: RunParams,  # the run's parameters
@@ -292,8 +276,7 @@ def fsdp_trainer(p: RunParams,  # the run's parameters
     n = shard_model(trainer.model, fsdp_layer_cls(p),
                     torch_dtype(resolve_dtype(p.bnb_4bit_compute_dtype, False)))
     trainer.is_distributed_loading_by_transformers = True  # the model reduces its own gradients: no DDP around it
-    trainer.__class__ = type(f"Sharded{type(trainer).__name__}", (ShardedCheckpoints,
-                                                                  type(trainer)), {})
+    trainer.__class__ = type(f"Sharded{type(trainer).__name__}", (ShardedCheckpoints, type(trainer)), {})
     qs = list(trainer.model.parameters())
     local, total = sum(q.to_local().numel() for q in qs), sum(q.numel() for q in qs)
     if is_main_process():

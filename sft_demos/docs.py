@@ -51,8 +51,7 @@ def split_directives(source: str  # a code cell's source
 def cell_view(opts: dict  # options from `split_directives`
              ) -> str:
     "What to render of a code cell: none, outputs, source, both, or export."
-    if {"hide", "default_exp",
-        "exporti"} & opts.keys() or opts.get("include") == "false": return "none"
+    if {"hide", "default_exp", "exporti"} & opts.keys() or opts.get("include") == "false": return "none"
     if {"export", "exports"} & opts.keys(): return "export"
     if opts.get("echo") == "false": return "none" if opts.get("output") == "false" else "outputs"
     return "source" if opts.get("output") == "false" else "both"
@@ -84,8 +83,7 @@ def rebase_links(md: str,  # Markdown (with optional <img> tags)
         if not _is_relative(target): return m.group(0)
         path, _, anchor = target.partition("#")
         new = mapper((Path(base) / path).resolve(), anchor, m.group(1).startswith(("!", "<img")))
-        if new is None: return re.sub(r"^!?\[([^\]]*)\]\($", r"\1",
-                                      m.group(1)) if m.group(1).endswith("(") else ""
+        if new is None: return re.sub(r"^!?\[([^\]]*)\]\($", r"\1", m.group(1)) if m.group(1).endswith("(") else ""
         return m.group(1) + new + m.group(3)
     out, fence = [], None
     for line in md.split("\n"):
@@ -105,8 +103,7 @@ def doc_markdown(obj,  # a function or class
     lines = [l for l in md.strip().split("\n") if not l.startswith("[source](")]
     md = "\n".join(lines).strip().removeprefix("---").strip()
     if isinstance(obj, type):
-        md = md.replace(f"def {obj.__name__}(", f"class {obj.__name__}(",
-                        1).replace(")->None:\n```", ")\n```", 1)
+        md = md.replace(f"def {obj.__name__}(", f"class {obj.__name__}(", 1).replace(")->None:\n```", ")\n```", 1)
     return md
 
 # %% ../nbs/08_docs.ipynb #b475d6b8
@@ -114,8 +111,7 @@ def exported_names(code: str) -> list[str]:
     "Public functions and classes defined at the top level of a cell."
     try: tree = ast.parse(code)
     except SyntaxError: return []
-    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                        ast.ClassDef))
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             and not n.name.startswith("_")]
 
 # %% ../nbs/08_docs.ipynb #1c4d9e93
@@ -135,8 +131,7 @@ def doc_cells(code: str, module: str, level: int) -> list:
             if hasattr(mod, n)]
 
 # %% ../nbs/08_docs.ipynb #07c4beae
-_KEEP_OUT = {"text/plain", "text/markdown", "text/html", "image/png", "image/jpeg", "image/svg+xml",
-             "text/latex"}
+_KEEP_OUT = {"text/plain", "text/markdown", "text/html", "image/png", "image/jpeg", "image/svg+xml", "text/latex"}
 
 def _clean_outputs(outputs: list) -> list:
     res = []
@@ -159,8 +154,8 @@ def _nb_module(nb, lib: str) -> str | None:
 # %% ../nbs/08_docs.ipynb #18468a2d
 def _heading_level(md: str, level: int) -> int:
     "Level of the last heading of `md` outside code blocks; `level` when it has none."
-    levels = [len(h) for h in re.findall(r"^(#{1,6})\s", re.sub(r"```.*?```", "", md, flags=re.S),
-                                         re.M)]
+    text = re.sub(r"```.*?```", "", md, flags=re.S)  # outside code blocks
+    levels = [len(h) for h in re.findall(r"^(#{1,6})\s", text, re.M)]
     return levels[-1] if levels else level
 
 # %% ../nbs/08_docs.ipynb #f65f3561
@@ -168,8 +163,7 @@ def _rebase_outputs(outputs: list, base: Path, mapper):
     "Rebase the links of the Markdown outputs in `outputs` (in place)."
     for o in outputs:
         if "text/markdown" in o.get("data", {}):
-            o["data"]["text/markdown"] = rebase_links("".join(o["data"]["text/markdown"]), base,
-                                                      mapper)
+            o["data"]["text/markdown"] = rebase_links("".join(o["data"]["text/markdown"]), base, mapper)
 
 # %% ../nbs/08_docs.ipynb #15866798
 def _export_target(opts: dict,  # options of an exported cell
@@ -245,10 +239,9 @@ def _execute_site(nbs: Path, todo: list[str], log=print) -> dict:
     "Execute the notebooks `todo` of `nbs`, two at a time, without their slow cells; by name."
     log(f"executing {', '.join(todo)}")
     t0 = time.time()
+    run = lambda n: execute_nb(read_nb(nbs / n), nbs, skip_flags=("gpu", "slow"))
     with ThreadPoolExecutor(2) as ex:
-        executed = dict(zip(todo,
-                            ex.map(lambda n: execute_nb(read_nb(nbs / n), nbs,
-                                                        skip_flags=("gpu", "slow")), todo)))
+        executed = dict(zip(todo, ex.map(run, todo)))
     log(f"executed in {time.time() - t0:.0f}s")
     return executed
 
@@ -361,8 +354,7 @@ class SiteLinks:
         def f(path: Path, anchor: str, img: bool):
             t = self.target(path)
             if t is not None and (t.exists()
-                                  or (t.suffix == ".ipynb"
-                                      and path.exists())):  # notebook pages are written later
+                                  or (t.suffix == ".ipynb" and path.exists())):  # notebook pages are written later
                 return os.path.relpath(t, page.parent) + (f"#{anchor}" if anchor else "")
             if img:
                 print(f"docs: image not found, left out: {path}", file=sys.stderr)
@@ -424,8 +416,7 @@ def runs_page(runs: list[Path],  # committed run folders, oldest first
     out = ["# Runs", "Each run of `sft-demos run` leaves a folder under `runs/`: its parameters, "
            "the executed stage notebooks, logs, metrics, plots and its report; weights stay out of "
            "git. These are the committed ones."]
-    if not runs: return "\n\n".join(out
-                                    + ["No run has been committed yet: `make demo` makes one."]) + "\n"
+    if not runs: return "\n\n".join(out + ["No run has been committed yet: `make demo` makes one."]) + "\n"
     rows = []
     for r in reversed(runs):
         d = src / "runs" / r.name
@@ -433,22 +424,19 @@ def runs_page(runs: list[Path],  # committed run folders, oldest first
         for f in r.iterdir():
             if f.suffix.lower() in RUN_FILES: shutil.copy2(f, d / f.name)
         md = (r / "report.md").read_text() if (r / "report.md").is_file() else report_markdown(r)
-        if links is not None: md = rebase_links(md, r,
-                                                links.mapper(d / "report.md"))  # e.g. plan.json: on the web
+        if links is not None: md = rebase_links(md, r, links.mapper(d / "report.md"))  # e.g. plan.json: on the web
         (d / "report.md").write_text(md)
-        st = json.loads((r / "status.json").read_text()).get("stages",
-                                                             {}) if (r / "status.json").is_file() else {}
+        status = r / "status.json"
+        st = json.loads(status.read_text()).get("stages", {}) if status.is_file() else {}
         try:
             h = read_run(r).history
-            loss, steps = (float(h.loss.dropna().iloc[-1]),
-                           int(h.step.max())) if "loss" in h else (None, None)
+            loss, steps = (float(h.loss.dropna().iloc[-1]), int(h.step.max())) if "loss" in h else (None, None)
         except FileNotFoundError: loss, steps = None, None
         stages = ", ".join(k for k, v in st.items() if v.get("state") == "done") or None
         rows.append({"run": f"[{r.name}]({r.name}/report.md)", "recipe": run_recipe(r),
                      "stages": stages,
                      "last train loss": loss, "steps": steps})
-    toc = "```{toctree}\n:hidden:\n\n" + "\n".join(f"{r.name}/report"
-                                                   for r in reversed(runs)) + "\n```"
+    toc = "```{toctree}\n:hidden:\n\n" + "\n".join(f"{r.name}/report" for r in reversed(runs)) + "\n```"
     return "\n\n".join(out + [md_table(rows), toc]) + "\n"
 
 # %% ../nbs/08_docs.ipynb #57ac0e9c
@@ -484,9 +472,7 @@ def _sphinx(src: Path,  # the site's source folder
     t0 = time.time()
     html = src / "_build" / "html"  # myst-nb writes beside the output folder, so build inside src and copy
     r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-                        "-d",
-                        str(src / ".doctrees"),
-                        str(src), str(html)], capture_output=True, text=True)
+                        "-d", str(src / ".doctrees"), str(src), str(html)], capture_output=True, text=True)
     if r.returncode: raise RuntimeError(f"sphinx failed:\n{r.stdout}\n{r.stderr}")
     if out.exists(): shutil.rmtree(out)
     shutil.copytree(html, out)
@@ -538,9 +524,8 @@ def _write_page(page,  # a processed notebook
     import nbformat
     if n == readme_nb:
         others = [Path(x).stem for x in names if x != readme_nb]
-        page.cells.append(nbformat.v4.new_markdown_cell(_toctree("Notebooks", others) + "\n\n"
-                                                        + _toctree("Reference",
-                                                                   ["api", "runs/index"])))
+        toc = _toctree("Notebooks", others) + "\n\n" + _toctree("Reference", ["api", "runs/index"])
+        page.cells.append(nbformat.v4.new_markdown_cell(toc))
         nbformat.write(page, src / "index.ipynb")
     else: nbformat.write(page, src / n)
 
@@ -567,8 +552,7 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
     stage_nbs, readme_nb = _stage_notebooks(), cfg.get("readme_nb", "index.ipynb")
     executed = _execute_site(nbs, [n for n in names if n in execute], log)
     (src / "runs").mkdir()
-    (src / "runs" / "index.md").write_text(runs_page(runs, src,
-                                                     links))  # first: pages link run images
+    (src / "runs" / "index.md").write_text(runs_page(runs, src, links))  # first: pages link run images
     docs = []
     for n in names:
         nb, base, note = _page_source(n, nbs, executed, stage_nbs, runs)
@@ -585,8 +569,7 @@ def build_site(root: Path | None = None,  # the checkout (default: the one this 
 def main(argv: list[str] | None = None) -> int:
     "`python -m sft_demos.docs readme|site`."
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="python -m sft_demos.docs",
-                                 description="Build README.md and the docs site from the "
-                                             "notebooks.")
+                                 description="Build README.md and the docs site from the notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("readme", help="write README.md from nbs/index.ipynb (executed)")
     s = sub.add_parser("site", allow_abbrev=False, help="build the docs site into _docs/")
@@ -599,8 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.cmd == "readme": print(f"wrote {build_readme()}")
     else:
-        ex = SITE_EXECUTE if a.execute is None else tuple(x for x in a.execute.split(",") if x
-                                                          and x != "none")
+        ex = SITE_EXECUTE if a.execute is None else tuple(x for x in a.execute.split(",") if x and x != "none")
         print(f"built {build_site(out=a.out, src=a.src, runs_dir=a.runs, execute=ex)}")
     return 0
 

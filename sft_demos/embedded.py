@@ -21,8 +21,7 @@ EMBEDDED = {
                        block_size=256, batch_size=8, steps=800, learning_rate=3e-3, warmup_steps=20,
                        weight_decay=0.01, seed=0),  # its pretraining: 1.6M tokens, about 400 statements of each fact
 }
-SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
-                  "pad_token": "<pad>"}
+SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ "
                  "m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% "
@@ -68,9 +67,7 @@ def pack_blocks(tok,  # tokenizer
     "Tensor (n_blocks, block_size) of the documents' tokens, each document wrapped in BOS/EOS."
     import torch
     ids = []
-    for enc in tok(docs,
-                   add_special_tokens=False)["input_ids"]: ids += [tok.bos_token_id, *enc,
-                                                                   tok.eos_token_id]
+    for enc in tok(docs, add_special_tokens=False)["input_ids"]: ids += [tok.bos_token_id, *enc, tok.eos_token_id]
     n = len(ids) // block_size
     return torch.tensor(ids[:n * block_size]).view(n, block_size)
 
@@ -101,8 +98,7 @@ def pretrain(model,  # a causal LM, trained in place
     opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay,
                             betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1
-                                                                 + math.cos(math.pi * min(s, steps) / steps)))
+        opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed))
     losses, t0, bf16 = [], time.time(), fast_bf16()
     model.train()
@@ -117,8 +113,8 @@ def pretrain(model,  # a causal LM, trained in place
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step % log_every == 0 or step == steps - 1:
-            log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  lr "
-                f"{sched.get_last_lr()[0]:.2e}  {time.time() - t0:5.0f}s")
+            log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"{time.time() - t0:5.0f}s")
     model.eval()
     return losses
 
@@ -149,16 +145,15 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
     cfg = EMBEDDED[name]
     tok = (AutoTokenizer.from_pretrained(str(tok_dir)) if tok_dir
            else train_tokenizer(sum(embedded_corpus(), []), cfg["vocab_size"]))
-    docs, _ = embedded_corpus(int(1.02 * cfg["steps"] * cfg["batch_size"] * cfg["block_size"]),
-                              cfg["seed"])  # one pass
+    n_tokens = int(1.02 * cfg["steps"] * cfg["batch_size"] * cfg["block_size"])  # one pass
+    docs, _ = embedded_corpus(n_tokens, cfg["seed"])
     blocks = pack_blocks(tok, docs, cfg["block_size"])
     log(f"{name}: vocabulary {len(tok)}, {len(docs)} documents, {blocks.numel():,} tokens in "
         f"{len(blocks)} blocks")
     torch.manual_seed(cfg["seed"])
     model = LlamaForCausalLM(embedded_config(cfg, tok))
     log(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; pretraining "
-        f"{cfg['steps']} steps of {cfg['batch_size']} x {cfg['block_size']} tokens (bf16 autocast: "
-        f"{fast_bf16()})")
+        f"{cfg['steps']} steps of {cfg['batch_size']} x {cfg['block_size']} tokens (bf16 autocast: {fast_bf16()})")
     if torch.cuda.is_available(): model.cuda()
     t0 = time.time()
     losses = pretrain(model, blocks, cfg["steps"], cfg["batch_size"], cfg["learning_rate"],
@@ -171,8 +166,7 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
     out.mkdir(parents=True, exist_ok=True)
     model.cpu().to(torch.bfloat16).save_pretrained(out)  # half the bytes; runs load it in their own dtype
     tok.save_pretrained(out)
-    (out / "pretrain_log.json").write_text(json.dumps({"name": name, "config": cfg,
-                                                       "losses": losses,
+    (out / "pretrain_log.json").write_text(json.dumps({"name": name, "config": cfg, "losses": losses,
                                                        "seconds": round(time.time() - t0, 1),
                                                        "bf16_autocast": fast_bf16()}))
     return out
@@ -216,8 +210,7 @@ SHIPPED = (Path(__file__).parent if "__file__" in globals()
 
 def _check_embedded(name: str):
     if name not in EMBEDDED:
-        raise ParamsError(f"model_name_or_path=embedded:{name}: unknown; embedded bases: "
-                          f"{', '.join(EMBEDDED)}")
+        raise ParamsError(f"model_name_or_path=embedded:{name}: unknown; embedded bases: {', '.join(EMBEDDED)}")
 
 # %% ../nbs/01b_embedded.ipynb #caa8dd8a
 def embedded_keys(name: str  # a key of `EMBEDDED`
@@ -282,19 +275,16 @@ def check_shipped(name: str,  # a key of `EMBEDDED`
     from safetensors.torch import load_file
     tok, base = embedded_keys(name)
     if not (SHIPPED / base / "pretrain_log.json").is_file():
-        raise FileNotFoundError(f"{SHIPPED / base} is missing: run `python -m sft_demos.embedded "
-                                f"ship {name}`")
+        raise FileNotFoundError(f"{SHIPPED / base} is missing: run `python -m sft_demos.embedded ship {name}`")
     with tempfile.TemporaryDirectory() as t:
         _build_tokenizer(name, Path(t) / tok, log)
         new = build_embedded(name, Path(t) / base, Path(t) / tok, log=log)
         a, b = load_file(SHIPPED / base / "model.safetensors"), load_file(new / "model.safetensors")
         la, lb = (json.loads((d / "pretrain_log.json").read_text()) for d in (SHIPPED / base, new))
-    diff = max((a[k].float() - b[k].float()).abs().max().item()
-               for k in a) if a.keys() == b.keys() else float("inf")
-    r = {"base": base, "bf16_autocast": {"shipped": la["bf16_autocast"],
-                                         "rebuilt": lb["bf16_autocast"]},
-         "max_weight_difference": diff, "final_loss": {"shipped": _final_loss(la),
-                                                       "rebuilt": _final_loss(lb)}}
+    same = a.keys() == b.keys()
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a) if same else float("inf")
+    r = {"base": base, "bf16_autocast": {"shipped": la["bf16_autocast"], "rebuilt": lb["bf16_autocast"]},
+         "max_weight_difference": diff, "final_loss": {"shipped": _final_loss(la), "rebuilt": _final_loss(lb)}}
     # bitwise equal only on the same CPU kernels; elsewhere (another CPU, bf16 or not) the same loss is the match
     r["bitwise"] = diff == 0
     r["matches"] = diff == 0 or abs(_final_loss(la) - _final_loss(lb)) <= 0.05

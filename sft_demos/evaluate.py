@@ -12,14 +12,15 @@ from .params import CPU_MAX_GEN_TOKS, RunParams, eval_plan, task_plan
 from .util import md_table, read_jsonl, write_atomic
 from .minisets import EMBEDDED_DATA, dataset_cache_dir
 from .realsets import RealDataError, card_files, read_card, real_data, split_size, subset, use_punkt
+from .chat import generate, stop_ids
 
 # %% auto #0
 __all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'CHAT_GROUP', 'SUITE_DATA', 'TURNS',
            'COMMAND_METRICS', 'EvalError', 'task_manager', 'leaf_tasks', 'task_dataset', 'local_configs', 'Suite',
-           'data_root', 'plan_suite', 'suite_config', 'portable_suite', 'lm_eval_run', 'suite_scores', 'stop_ids',
-           'generate', 'heldout_scores', 'check_model', 'example_prompts', 'evaluate_model', 'task_label',
-           'metrics_rows', 'metrics_table', 'samples_markdown', 'heldout_examples', 'check_adapter_base',
-           'drift_record', 'run_eval', 'eval_settings', 'samples_record', 'write_results']
+           'data_root', 'plan_suite', 'suite_config', 'portable_suite', 'lm_eval_run', 'suite_scores', 'heldout_scores',
+           'check_model', 'example_prompts', 'evaluate_model', 'task_label', 'metrics_rows', 'metrics_table',
+           'samples_markdown', 'heldout_examples', 'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings',
+           'samples_record', 'write_results']
 
 # %% ../nbs/04_eval.ipynb #e80f5a5e
 class EvalError(ValueError):
@@ -362,52 +363,6 @@ def suite_scores(out: dict,  # `lm_eval_run` results
     return {"tasks": tasks, "average": sum(tasks[n]["value"] for n in real) / len(real) if real else None,
             "average_of": real}
 
-# %% ../nbs/04_eval.ipynb #1de5f9e0
-def stop_ids(tok) -> list[int]:
-    "Ids that end an answer: EOS, and the chat template's end-of-turn token when that is another special token."
-    ids = [tok.eos_token_id]
-    if not getattr(tok, "chat_template", None): return ids
-    try: text = tok.apply_chat_template([{"role": "user", "content": "Q"},
-                                         {"role": "assistant", "content": "ANSWER"}],
-                                        tokenize=False)
-    except Exception: return ids  # a template that wants other turns (a system turn first, say): EOS alone
-    after = tok(text[text.rindex("ANSWER") + len("ANSWER"):], add_special_tokens=False)["input_ids"]
-    if after and after[0] in tok.all_special_ids and after[0] not in ids: ids.append(after[0])
-    return ids
-
-# %% ../nbs/04_eval.ipynb #2ac1c56b
-def generate(model,  # causal LM (transformers or peft)
-             tok,  # its tokenizer
-             prompt: str | list[str],  # formatted prompt(s), as training formatted them
-             max_new_tokens: int = 64,  # most tokens to add
-             do_sample: bool = False,  # sample instead of greedy decoding
-             temperature: float = 0.7,  # sampling temperature (only when do_sample)
-             top_p: float = 0.95,  # nucleus sampling (only when do_sample)
-             batch_size: int = 16,  # prompts per forward pass
-             seed: int | None = None,  # seeds sampling, for repeatable samples
-            ) -> str | list[str]:
-    "The model's continuation of `prompt` (a list gives a list), new text only, cut where the answer ends."
-    import torch
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    stops = stop_ids(tok)
-    kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops,
-              pad_token_id=pad)
-    if do_sample: kw |= dict(temperature=temperature, top_p=top_p)
-    if seed is not None: torch.manual_seed(seed)
-    side, tok.padding_side, out = tok.padding_side, "left", []
-    model.eval()
-    try:
-        for i in range(0, len(prompts), batch_size):
-            enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
-            with torch.inference_mode(): ids = model.generate(**enc,
-                                                              **kw)[:, enc["input_ids"].shape[1]:]
-            for row in ids.tolist():
-                end = min((row.index(s) for s in stops if s in row), default=len(row))
-                out.append(tok.decode(row[:end], skip_special_tokens=True))
-    finally: tok.padding_side = side
-    return out[0] if isinstance(prompt, str) else out
-
 # %% ../nbs/04_eval.ipynb #537c8722
 TURNS = {"1": "first turns", "2": "follow-ups"}  # held-out turn -> its name in tables
 
@@ -457,7 +412,7 @@ def check_model(model, tok, what: str = "model"):
 # %% ../nbs/04_eval.ipynb #de8c233e
 def example_prompts(p: RunParams, tok) -> list[str]:
     "`p.example_prompts`, formatted as inference prompts in the run's `prompt_format`."
-    from sft_demos.data import format_prompt
+    from sft_demos.chat import format_prompt
     sys_turn = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
     return [format_prompt(sys_turn + [{"role": "user", "content": x.strip()}], tok, p.prompt_format)
             for x in p.example_prompts]
@@ -682,7 +637,7 @@ def run_eval(p: RunParams,  # the run's parameters
     heldout = read_jsonl(run_dir / "data" / "heldout.jsonl") if (run_dir / "data" / "heldout.jsonl").is_file() else []
     res, answers = {}, None
     if p.drift:  # the base's answers to the drift prompts: generated once per base, then read from the cache
-        from sft_demos.general import DRIFT_NEW_TOKENS, base_answers, drift_prompts
+        from sft_demos.baseanswers import DRIFT_NEW_TOKENS, base_answers, drift_prompts
         answers = base_answers(p, drift_prompts(), DRIFT_NEW_TOKENS, log=log)
     for what in ["finetuned"] + (["base"] if p.eval_base
                                  else []):  # finetuned first: a broken adapter fails early
@@ -695,7 +650,7 @@ def run_eval(p: RunParams,  # the run's parameters
             raise EvalError(f"{what}: cannot load the model ({src}): {type(e).__name__}: {e}") from e
         res[what] = evaluate_model(model, tok, p, suite, heldout, what, log)
         if answers and what == "finetuned":
-            from sft_demos.general import answer_nll
+            from sft_demos.baseanswers import answer_nll
             res[what]["drift_nll"] = answer_nll(model, tok, answers["prompts"], answers["answers"])
         del model
         free_memory()

@@ -40,8 +40,8 @@ def llama_cpp_version() -> dict:
     "The llama-cpp-python binding's version and the source it was built from (they must agree)."
     try: import llama_cpp
     except ImportError as e:
-        raise ExportError("llama-cpp-python is not installed: run `make llama-cpp` (pip install -e "
-                          ".[export] then builds it from source)") from e
+        raise ExportError("llama-cpp-python is not installed: run `make llama-cpp` (pip install -e .[export] "
+                          "then builds it from source)") from e
     if llama_cpp.__version__ != LLAMA_CPP_PYTHON:
         raise ExportError(f"llama-cpp-python {llama_cpp.__version__} is installed, export expects "
                           f"{LLAMA_CPP_PYTHON} (the converter's source): run `make llama-cpp`")
@@ -61,8 +61,7 @@ def sentencepiece_model(tok) -> bytes:
     "A SentencePiece BPE model (`tokenizer.model` bytes) with `tok`'s vocabulary, for a `metaspace_bpe` tokenizer."
     from sentencepiece import sentencepiece_model_pb2 as spm
     if not metaspace_bpe(tok):
-        raise ExportError(f"{tok.name_or_path}: not a Metaspace BPE tokenizer; it needs no "
-                          "tokenizer.model")
+        raise ExportError(f"{tok.name_or_path}: not a Metaspace BPE tokenizer; it needs no tokenizer.model")
     T = spm.ModelProto.SentencePiece.Type
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     if [i for _, i in vocab] != list(range(len(vocab))):
@@ -88,8 +87,7 @@ def sentencepiece_model(tok) -> bytes:
 def run_params(run_dir: Path) -> RunParams:
     "The params a finished run folder was made with (its `params.yaml`)."
     f = Path(run_dir) / "params.yaml"
-    if not f.is_file(): raise ExportError(f"{f} not found: {run_dir} is not a run folder (made by "
-                                          "`sft-demos run`)")
+    if not f.is_file(): raise ExportError(f"{f} not found: {run_dir} is not a run folder (made by `sft-demos run`)")
     return load_params(str(f))
 
 # %% ../nbs/05b_export.ipynb #0415f637
@@ -108,11 +106,9 @@ def ensure_merged(p: RunParams, run_dir: Path, log=print) -> Path:
     if (out / "config.json").is_file(): return out
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
-        raise ExportError(f"{adapter} holds no trained adapter: the run's train stage has not "
-                          "finished")
+        raise ExportError(f"{adapter} holds no trained adapter: the run's train stage has not finished")
     log(f"merging {adapter} into the full-precision base")
-    model = PeftModel.from_pretrained(load_base(p, quantized=False),
-                                      str(adapter)).merge_and_unload()
+    model = PeftModel.from_pretrained(load_base(p, quantized=False), str(adapter)).merge_and_unload()
     tmp = run_dir / ".merged.tmp"
     model.save_pretrained(str(tmp))
     run_tokenizer(p, run_dir).save_pretrained(str(tmp))
@@ -156,8 +152,7 @@ def converter_input(merged: Path, tok, out: Path,
     return out
 
 # %% ../nbs/05b_export.ipynb #754ccd1c
-QUANTS = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
-          "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # file suffix -> llama.cpp ftype
+QUANTS = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # file suffix -> llama.cpp ftype
 
 def _run(cmd: list, what: str):
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
@@ -169,16 +164,13 @@ def convert(merged: Path, out: Path, eot_id: int | None = None) -> Path:
     "`out` (f16 GGUF) from the HF folder `merged` with llama.cpp's converter; `eot_id` set as the end-of-turn token."
     src = llama_cpp_source()
     tmp = out.with_suffix(".tmp.gguf")
-    _run([sys.executable, src / "convert_hf_to_gguf.py", merged, "--outfile", tmp, "--outtype",
-          "f16"],
+    _run([sys.executable, src / "convert_hf_to_gguf.py", merged, "--outfile", tmp, "--outtype", "f16"],
          "convert_hf_to_gguf.py")
     if eot_id is not None:
         script = src / "gguf-py" / "gguf" / "scripts" / "gguf_new_metadata.py"
-        env_py = [sys.executable, "-c", "import sys; sys.path.insert(0, "
-                  f"{str(src / 'gguf-py')!r}); sys.argv = sys.argv[1:]; import runpy; "
-                  "runpy.run_path(sys.argv[0], run_name='__main__')"]
-        _run(env_py + [script, tmp, out, "--special-token-by-id", "eot", eot_id, "--force"],
-             "gguf_new_metadata.py")
+        env_py = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(src / 'gguf-py')!r}); "
+                  f"sys.argv = sys.argv[1:]; import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"]
+        _run(env_py + [script, tmp, out, "--special-token-by-id", "eot", eot_id, "--force"], "gguf_new_metadata.py")
         tmp.unlink()
     else: tmp.rename(out)
     return out
@@ -187,19 +179,17 @@ def convert(merged: Path, out: Path, eot_id: int | None = None) -> Path:
 def quantize(f16: Path, out: Path, quant: str) -> Path:
     "`out`: `f16` quantized by llama.cpp to `quant` (a key of `QUANTS`)."
     import llama_cpp
-    if quant not in QUANTS: raise ExportError(f"export_quants: unknown {quant!r}; known: "
-                                              f"{', '.join(QUANTS)}")
+    if quant not in QUANTS: raise ExportError(f"export_quants: unknown {quant!r}; known: {', '.join(QUANTS)}")
     qp = llama_cpp.llama_model_quantize_default_params()
     qp.ftype = getattr(llama_cpp, QUANTS[quant])
     rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(out).encode(), ctypes.byref(qp))
-    if rc != 0 or not out.is_file(): raise ExportError(f"llama.cpp could not quantize {f16} to "
-                                                       f"{quant} ({rc})")
+    if rc != 0 or not out.is_file(): raise ExportError(f"llama.cpp could not quantize {f16} to {quant} ({rc})")
     return out
 
 # %% ../nbs/05b_export.ipynb #9f32e163
 def template_parts(tok) -> dict:
     "Literal texts of the chat template around system, user and assistant turns, from renders with markers."
-    from sft_demos.data import format_prompt
+    from sft_demos.chat import format_prompt
     S, U1, A1, U2, A2, U3 = (f"\x01{k}\x01" for k in ("S", "U1", "A1", "U2", "A2", "U3"))
     conv = [{"role": "user", "content": U1}, {"role": "assistant", "content": A1},
             {"role": "user", "content": U2},
@@ -251,9 +241,9 @@ def _go(s: str) -> str:
 def modelfile(gguf_name: str, parts: dict, stops: list[str],
               system_prompt: str | None = None) -> str:
     "An Ollama Modelfile: FROM the GGUF, the chat template as a Go TEMPLATE, its stop tokens, the run's system prompt."
-    first = (f'{{{{- if .System }}}}{_go(parts["system"])}{{{{ .System '
-             f'}}}}{_go(parts["system_to_user"])}{{{{- else }}}}{_go(parts["first_user"])}{{{{- '
-             f'end }}}}' if "system" in parts else _go(parts["first_user"]))
+    first = (f'{{{{- if .System }}}}{_go(parts["system"])}{{{{ .System }}}}{_go(parts["system_to_user"])}'
+             f'{{{{- else }}}}{_go(parts["first_user"])}{{{{- end }}}}' if "system" in parts
+             else _go(parts["first_user"]))
     body = ('{{- range $i, $m := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 }}'
             '{{- if eq $m.Role "user" }}{{ $m.Content }}'
             f'{{{{- if $last }}}}{_go(parts["generation"])}{{{{- else }}}}{_go(parts["user_to_answer"])}{{{{- end }}}}'
@@ -270,9 +260,8 @@ def prompt_sets(p: RunParams, run_dir: Path, tok) -> dict:
     from sft_demos.evaluate import example_prompts
     d = Path(run_dir) / "data"
     if not (d / "train.jsonl").is_file():
-        raise ExportError(f"{d}/train.jsonl not found: the checks tokenize the run's formatted "
-                          "rows; run the data "
-                          "stage into this folder (`sft-demos run --resume {run_dir}`) first")
+        raise ExportError(f"{d}/train.jsonl not found: the checks tokenize the run's formatted rows; "
+                          "run the data stage into this folder (`sft-demos run --resume {run_dir}`) first")
     heldout = read_jsonl(d / "heldout.jsonl") if (d / "heldout.jsonl").is_file() else []
     return {"train": [r["prompt"] + r["completion"] for r in read_jsonl(d / "train.jsonl")],
             "heldout": [r["prompt"] for r in heldout], "examples": example_prompts(p, tok),
@@ -325,14 +314,13 @@ def cpp_greedy(lm, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
 def hf_greedy(model, tok, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
     "transformers' greedy tokens for `prompt` (one prompt, no padding), cut at the run's stop ids; whether it stopped."
     import torch
-    from sft_demos.evaluate import stop_ids
+    from sft_demos.chat import stop_ids
     stops = stop_ids(tok)
     enc = tok(prompt, return_tensors="pt").to(model.device)
     with torch.inference_mode():
-        row = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=stops,
-                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None
-                             else stops[0])[0]
+        pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+        row = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+                             pad_token_id=pad)[0]
     row = row[enc["input_ids"].shape[1]:].tolist()
     end = min((row.index(s) for s in stops if s in row), default=None)
     return (row, False) if end is None else (row[:end], True)
@@ -360,8 +348,8 @@ def check_generation(gguf: Path, ref: dict, sets: dict, n_new: int) -> dict:
                        for q, s in zip(prompts, same) if not s][:3]}
     rows = sets["_heldout_rows"]
     if rows:
-        hits = [exact_match(lm.detokenize(got[x["prompt"]][0]).decode("utf-8", "replace"),
-                            x["answer"]) for x in rows]
+        hits = [exact_match(lm.detokenize(got[x["prompt"]][0]).decode("utf-8", "replace"), x["answer"])
+                for x in rows]
         r["heldout_exact_match"] = sum(hits) / len(hits)
     return r
 
@@ -462,7 +450,7 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
               ) -> dict:
     "Write `run_dir/export/`: GGUF files, an Ollama Modelfile, and export.json with llama.cpp's checks."
     import torch
-    from sft_demos.evaluate import stop_ids
+    from sft_demos.chat import stop_ids
     from sft_demos.runtime import profile_prompt
     run_dir = Path(run_dir)
     p, versions, tok, sets, parts = _export_inputs(run_dir, quants)
@@ -482,8 +470,7 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
                                                  p.system_prompt))
     info = {"run": run_dir.name, "model_name_or_path": p.model_name_or_path, "converter": {
                 "script": "convert_hf_to_gguf.py (llama.cpp, vendored by llama-cpp-python)", **versions},
-            "files": [_file_facts(f) for f in files.values()] + ([_file_facts(tmp / "Modelfile")]
-                                                                 if parts else []),
+            "files": [_file_facts(f) for f in files.values()] + ([_file_facts(tmp / "Modelfile")] if parts else []),
             "metadata": gguf_metadata(files["f16"]), "stop_tokens": stop_tokens,
             "max_new_tokens": n_new, "checks": checks, "modelfile_template": template,
             "speed": {"prompt": profile_prompt(p, tok), "threads": TIMING_THREADS,
@@ -514,12 +501,11 @@ def export_markdown(info: dict) -> str:
     rows = []
     for name, c in info["checks"].items():
         g, tz = c["generation"], c["tokenization"]
-        rows.append({"file": f"model-{name}.gguf",
-                     "tokens equal": " / ".join(f"{v['equal']}/{v['n']} {k}" for k,
-                                                v in tz.items()),
+        tokens = " / ".join(f"{v['equal']}/{v['n']} {k}" for k, v in tz.items())
+        em = f"{g['heldout_exact_match']:.1%}" if "heldout_exact_match" in g else "-"
+        rows.append({"file": f"model-{name}.gguf", "tokens equal": tokens,
                      "greedy = transformers": f"{g['identical']}/{g['prompts']}",
-                     "held-out exact match": f"{g['heldout_exact_match']:.1%}"
-                     if "heldout_exact_match" in g else "-",
+                     "held-out exact match": em,
                      "stopped by itself": f"{g['stopped_by_itself']}/{g['prompts']}",
                      "s / 50 tokens": f"{info['speed'][f'llama_cpp_{name}']['median_s']:.3f}",
                      "vs transformers": f"{info['speed'][f'llama_cpp_{name}']['ratio_to_transformers']:.2f}x"})
@@ -534,7 +520,9 @@ def export_markdown(info: dict) -> str:
             f"{info['machine'].get('cpu', 'this machine')}.\n")
 
 # %% ../nbs/05b_export.ipynb #525e3564
-def export_main(argv: list[str] | None = None) -> int:
+def export_main(argv: list[str] | None = None,
+                report=None,  # `report(p, run_dir)`, run after exporting a finished run (the command passes the report stage)
+               ) -> int:
     "`sft-demos export RUN_DIR`: GGUF files, an Ollama Modelfile and llama.cpp's checks in RUN_DIR/export/."
     import argparse
     ap = argparse.ArgumentParser(prog="sft-demos export", allow_abbrev=False,
@@ -552,9 +540,8 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"sft-demos export: error: {e}", file=sys.stderr)
         return 2
     print((Path(a.run_dir) / "export" / "export.md").read_text())
-    if (Path(a.run_dir) / "report.md").is_file():  # a finished run's report gains its export section
-        from sft_demos.report import run_report
-        run_report(run_params(Path(a.run_dir)), a.run_dir)
+    if report and (Path(a.run_dir) / "report.md").is_file():  # a finished run's report gains its export section
+        report(run_params(Path(a.run_dir)), a.run_dir)
     return 0
 
 # %% ../nbs/05b_export.ipynb #11046ee2
@@ -610,19 +597,15 @@ def llama2_tokenizer(texts: list[str], out: Path, vocab_size: int = 600):
     import io, sentencepiece as sp
     from transformers import AutoTokenizer
     buf = io.BytesIO()
-    sp.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buf,
-                                  vocab_size=vocab_size,
+    sp.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size,
                                   model_type="bpe", byte_fallback=True, character_coverage=1.0,
-                                  unk_id=0, bos_id=1,
-                                  eos_id=2, pad_id=-1, minloglevel=2, split_digits=True,
-                                  allow_whitespace_only_pieces=True,
-                                  normalization_rule_name="identity",
+                                  unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, split_digits=True,
+                                  allow_whitespace_only_pieces=True, normalization_rule_name="identity",
                                   remove_extra_whitespaces=False,
                                   add_dummy_prefix=True)  # Llama-2's tokenizer.model settings
     out.mkdir(parents=True, exist_ok=True)
     (out / "tokenizer.model").write_bytes(buf.getvalue())
-    (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer",
-                                                           "legacy": True,
+    (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": True,
         "add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
     tok = AutoTokenizer.from_pretrained(str(out))
     tok.chat_template = LLAMA2_TEMPLATE

@@ -14,18 +14,13 @@ __all__ = ['EMBEDDED_DATA', 'MINI_MMLU_SUBJECTS', 'write_minisets', 'dataset_cac
 # %% ../nbs/04a_minisets.ipynb #d2bfc762
 EMBEDDED_DATA = Path(sft_demos.__file__).parent / "assets" / "eval"  # root of the bundled mini-sets
 
-_MINI_CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Peru", "Lima"),
-                  ("Kenya", "Nairobi"),
-                  ("Italy", "Rome"), ("Canada", "Ottawa"), ("Spain", "Madrid"),
-                  ("Chile", "Santiago"),
+_MINI_CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Kenya", "Nairobi"),
+                  ("Italy", "Rome"), ("Canada", "Ottawa"), ("Spain", "Madrid"), ("Chile", "Santiago"),
                   ("Norway", "Oslo"),
-                  ("Greece", "Athens"), ("Cuba", "Havana"), ("Poland", "Warsaw"),
-                  ("Ghana", "Accra")]
-_MINI_OPPOSITES = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("up", "down"),
-                   ("light", "dark"),
+                  ("Greece", "Athens"), ("Cuba", "Havana"), ("Poland", "Warsaw"), ("Ghana", "Accra")]
+_MINI_OPPOSITES = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("up", "down"), ("light", "dark"),
                    ("early", "late"),
-                   ("happy", "sad"), ("open", "closed"), ("wet", "dry"), ("loud", "quiet"),
-                   ("full", "empty"),
+                   ("happy", "sad"), ("open", "closed"), ("wet", "dry"), ("loud", "quiet"), ("full", "empty"),
                    ("near", "far")]
 _MINI_COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black"]
 _MINI_ANIMALS = ["dog", "cat", "horse", "cow", "sheep", "goat", "duck", "fox"]
@@ -43,8 +38,7 @@ def _mmlu_row(rng: random.Random, subject: str) -> dict:
     "One MMLU row {question, subject, choices, answer} of a made-up question in `subject`."
     if subject == "elementary_mathematics":
         a, b = rng.randint(2, 9), rng.randint(2, 9)
-        q, right, pool = f"What is {a} + {b}?", str(a + b), [str(a + b + d)
-                                                             for d in (-3, -2, -1, 1, 2, 3)]
+        q, right, pool = f"What is {a} + {b}?", str(a + b), [str(a + b + d) for d in (-3, -2, -1, 1, 2, 3)]
     elif subject == "high_school_geography":
         c, k = rng.choice(_MINI_CAPITALS)
         q, right, pool = f"What is the capital of {c}?", k, [x for _, x in _MINI_CAPITALS]
@@ -79,19 +73,14 @@ def _arc_row(rng: random.Random, i: int) -> dict:
 
 # %% ../nbs/04a_minisets.ipynb #cb17d81d
 _HS_STORIES = [  # (activity_label, ctx_a, ctx_b, right ending, wrong endings)
-    ("Making tea", "{n} fills a kettle with water and switches it on.", "a few minutes later, the "
-                                                                        "water",
+    ("Making tea", "{n} fills a kettle with water and switches it on.", "a few minutes later, the water",
      "starts to boil.", ["turns into a {a}.", "paints the wall {c}.", "sings a song loudly."]),
     ("Counting", "{n} counts out loud: one, two, three.", "then {n}",
      "says four and five.", ["eats the {c} chair.", "turns into a {a}.", "flies to the moon."]),
     ("Walking a dog", "{n} clips a leash to the collar of a small dog.", "they",
-     "walk down the street together.", ["melt into a {c} puddle.", "swim across the sky.", "read a "
-                                                                                           "book "
-                                                                                           "to a "
-                                                                                           "{a}."]),
+     "walk down the street together.", ["melt into a {c} puddle.", "swim across the sky.", "read a book to a {a}."]),
     ("Painting", "{n} dips a brush into {c} paint.", "{n}",
-     "paints a stripe on the fence.", ["drinks the brush.", "barks like a {a}.", "folds the fence "
-                                                                                 "into a box."]),
+     "paints a stripe on the fence.", ["drinks the brush.", "barks like a {a}.", "folds the fence into a box."]),
 ]
 
 def _hellaswag_row(rng: random.Random, i: int, split: str) -> dict:
@@ -118,8 +107,7 @@ def _truthfulqa_row(rng: random.Random, i: int) -> dict:
     else:
         w, o = rng.choice(_MINI_OPPOSITES)
         wrong = rng.sample([b for _, b in _MINI_OPPOSITES if b != o], 3)
-        q, right = f"What is the opposite of {w}?", [f"The opposite of {w} is {o}.",
-                                                     f"{o.capitalize()}."]
+        q, right = f"What is the opposite of {w}?", [f"The opposite of {w} is {o}.", f"{o.capitalize()}."]
         false = [f"The opposite of {w} is {x}." for x in wrong[:2]] + [f"{wrong[2].capitalize()}."]
     return {"question": q, "mc1_targets": {"choices": [right[0]] + false, "labels": [1, 0, 0, 0]},
             "mc2_targets": {"choices": right + false, "labels": [1, 1, 0, 0, 0]}}
@@ -136,8 +124,7 @@ def _write_dataset(folder: Path,  # the dataset's folder, e.g. <root>/allenai/ai
         head += [f"- config_name: {cfg}", "  data_files:"]
         for split, rows in parts.items():
             (folder / sub).mkdir(parents=True, exist_ok=True)
-            (folder / sub / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n"
-                                                                 for r in rows))
+            (folder / sub / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             head += [f"  - split: {split}", f"    path: {sub}/{split}.jsonl"]
     body = (f"# {title}\n\nA smoke set written by `sft_demos.minisets.write_minisets`: made-up "
             f"questions in the schema of the Hub dataset `{folder.parent.name}/{folder.name}`, so "
@@ -153,21 +140,18 @@ def write_minisets(root: str | Path,  # folder to write; gets <hub id>/... sub-f
                   ) -> Path:
     "Write the offline mini-sets of MMLU, ARC-Challenge, HellaSwag and TruthfulQA, laid out like the Hub repos."
     root, rng = Path(root), random.Random(f"minisets-{seed}")
-    _write_dataset(root / "cais" / "mmlu", {s: {k: [_mmlu_row(rng, s) for _ in range(n)] for k, n in
-                                                 [("dev", 5), ("validation", 2), ("test", 4)]}
-                                            for s in MINI_MMLU_SUBJECTS},
+    _write_dataset(root / "cais" / "mmlu",
+                   {s: {k: [_mmlu_row(rng, s) for _ in range(n)]
+                        for k, n in [("dev", 5), ("validation", 2), ("test", 4)]}
+                    for s in MINI_MMLU_SUBJECTS},
                    "Mini MMLU (4 subjects)")
-    _write_dataset(root / "allenai" / "ai2_arc", {"ARC-Challenge": {k: [_arc_row(rng, i)
-                                                                        for i in range(n)] for k,
-                                                                    n in
-                                                                   [("train", 30),
-                                                                    ("validation", 3),
-                                                                    ("test", 5)]}},
+    _write_dataset(root / "allenai" / "ai2_arc",
+                   {"ARC-Challenge": {k: [_arc_row(rng, i) for i in range(n)]
+                                      for k, n in [("train", 30), ("validation", 3), ("test", 5)]}},
                    "Mini ARC-Challenge")
     _write_dataset(root / "Rowan" / "hellaswag",
-                   {"default": {k: [_hellaswag_row(rng, i, k) for i in range(n)] for k, n in
-                                                             [("train", 12), ("validation", 5),
-                                                              ("test", 2)]}},
+                   {"default": {k: [_hellaswag_row(rng, i, k) for i in range(n)]
+                                for k, n in [("train", 12), ("validation", 5), ("test", 2)]}},
                    "Mini HellaSwag")
     _write_dataset(root / "truthfulqa" / "truthful_qa",
                    {"multiple_choice": {"validation": [_truthfulqa_row(rng, i) for i in range(6)]}},

@@ -8,6 +8,7 @@ import json, os, time
 from functools import lru_cache
 from pathlib import Path
 from .params import ParamsError, RunParams, passed_on
+from .hub import hub_revision
 from .util import sha256_file, torch_dtype
 from .embedded import cache_key, cache_root, cached_build, embedded_path, embedded_tokenizer_path
 
@@ -36,8 +37,7 @@ def device_map(p: RunParams):
     "`device_map` for `from_pretrained` in this process."
     import torch
     if not torch.cuda.is_available(): return "cpu"
-    if int(os.environ.get("WORLD_SIZE",
-                          "1")) > 1:  # one of several processes started by `accelerate launch`
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of several processes started by `accelerate launch`
         return None if p.distributed_type == "fsdp" else {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return "auto"
 
@@ -87,13 +87,12 @@ def gguf_file(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf
     try: spec = importlib.util.find_spec(pkg)
     except (ImportError, ValueError): spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip "
-                          f"install {pkg.replace('_', '-')}")
+        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip install "
+                          f"{pkg.replace('_', '-')}")
     d = Path(next(iter(spec.submodule_search_locations)))
     if not rel.endswith(".gguf") or not (d / rel).is_file():
         there = sorted(str(f.relative_to(d)) for f in d.rglob("*.gguf"))
-        raise FileNotFoundError(f"model_name_or_path={name}: no file '{rel}' in {d}; its GGUF "
-                                f"files: {there}")
+        raise FileNotFoundError(f"model_name_or_path={name}: no file '{rel}' in {d}; its GGUF files: {there}")
     return d / rel
 
 # %% ../nbs/02_model.ipynb #6987716e
@@ -122,10 +121,9 @@ def model_provenance(p: RunParams) -> dict:
     "What pins the run's base: its name and revision, plus the file, sha256 and package version of a GGUF source."
     name = p.model_name_or_path
     hub = not (name.startswith("embedded:") or is_gguf(name) or Path(name).expanduser().is_dir())
-    if hub: from sft_demos.preflight import hub_revision  # from the Hub, else the hub cache's refs
-    return {"model_name_or_path": name, "revision": p.revision, **(gguf_provenance(name)
-                                                                   if is_gguf(name) else {}),
-            **({"resolved_revision": hub_revision(name, "model", p.revision)} if hub else {})}
+    gguf = gguf_provenance(name) if is_gguf(name) else {}
+    rev = {"resolved_revision": hub_revision(name, "model", p.revision)} if hub else {}  # from the Hub, else the cache's refs
+    return {"model_name_or_path": name, "revision": p.revision, **gguf, **rev}
 
 # %% ../nbs/02_model.ipynb #a6fdc2a4
 def _gguf_architecture(f: Path) -> str:
@@ -181,8 +179,7 @@ def gguf_path(name: str,  # `gguf:<package>/<file>.gguf`, or the path of a `.ggu
     def build(tmp):
         log(f"converting {f} into the cache (once; later runs reuse it)")
         convert_gguf(f, tmp, log)
-        (tmp / "gguf_source.json").write_text(json.dumps({"model_name_or_path": name, **prov},
-                                                         indent=2))
+        (tmp / "gguf_source.json").write_text(json.dumps({"model_name_or_path": name, **prov}, indent=2))
     return cached_build(cache_root() / "gguf" / f"{f.stem}-{cache_key(GGUF_VERSION, prov['sha256'])}",
                         "gguf_source.json", build, log)
 
@@ -202,13 +199,11 @@ def load_tokenizer(p: RunParams,  # the run's parameters
     from transformers import AutoTokenizer
     name = p.model_name_or_path
     if path is None:
-        path = embedded_tokenizer_path(name.split(":",
-                                                  1)[1]) if name.startswith("embedded:") else base_path(p)
+        path = embedded_tokenizer_path(name.split(":", 1)[1]) if name.startswith("embedded:") else base_path(p)
     tok = AutoTokenizer.from_pretrained(str(path), **_hub_kwargs(p))
     # pad == EOS: a collator that masks pad ids would never train EOS
     if tok.pad_token is None or tok.pad_token == tok.eos_token:
-        tok.pad_token = tok.unk_token if tok.unk_token not in (None,
-                                                               tok.eos_token) else tok.eos_token
+        tok.pad_token = tok.unk_token if tok.unk_token not in (None, tok.eos_token) else tok.eos_token
     return tok
 
 # %% ../nbs/02_model.ipynb #3e2a5fa5
@@ -246,8 +241,7 @@ def load_base(p: RunParams,  # the run's parameters
         except ValueError as e:  # sdpa is the default; architectures without it (MPT) fall back to eager
             if p.attn_implementation != "sdpa" or "does not support an attention implementation" not in str(e): raise
             print(f"{path}: no sdpa attention for this architecture, using eager")
-            return AutoModelForCausalLM.from_pretrained(path, **{**kw,
-                                                                 "attn_implementation": "eager"})
+            return AutoModelForCausalLM.from_pretrained(path, **{**kw, "attn_implementation": "eager"})
 
 # %% ../nbs/02_model.ipynb #545267d7
 def prose_recall(model, tok, prompts: list[str], answers: list[str]) -> float:
@@ -257,8 +251,7 @@ def prose_recall(model, tok, prompts: list[str], answers: list[str]) -> float:
     n = max(map(len, ids))
     x = torch.tensor([[tok.pad_token_id] * (n - len(i)) + i for i in ids])
     mask = torch.tensor([[0] * (n - len(i)) + [1] * len(i) for i in ids])
-    with torch.no_grad(): pred = model(input_ids=x,
-                                       attention_mask=mask).logits[:, -1].argmax(-1).tolist()
+    with torch.no_grad(): pred = model(input_ids=x, attention_mask=mask).logits[:, -1].argmax(-1).tolist()
     first = [tok(" " + a, add_special_tokens=False)["input_ids"][0] for a in answers]
     return sum(a == b for a, b in zip(pred, first)) / len(prompts)
 
@@ -320,8 +313,7 @@ def add_lora(p: RunParams, model):
     from peft import get_peft_model, prepare_model_for_kbit_training
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         keep_trainable_4bit(model)
-        model = prepare_model_for_kbit_training(model,
-                                                use_gradient_checkpointing=p.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=p.gradient_checkpointing)
     elif p.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()

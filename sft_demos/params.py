@@ -47,14 +47,10 @@ CPU_MAX_GEN_TOKS = 256  # eval_plan cpu: generated tokens per IFEval answer (lm-
 
 # %% ../nbs/00_params.ipynb #31903b11
 LORA_TARGETS = {
-    "llama":   {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-                "mlp": ["gate_proj", "up_proj", "down_proj"]},
-    "mistral": {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-                "mlp": ["gate_proj", "up_proj", "down_proj"]},
-    "qwen2":   {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-                "mlp": ["gate_proj", "up_proj", "down_proj"]},
-    "falcon":  {"attention": ["query_key_value", "dense"], "mlp": ["dense_h_to_4h",
-                                                                   "dense_4h_to_h"]},
+    "llama":   {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"], "mlp": ["gate_proj", "up_proj", "down_proj"]},
+    "mistral": {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"], "mlp": ["gate_proj", "up_proj", "down_proj"]},
+    "qwen2":   {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"], "mlp": ["gate_proj", "up_proj", "down_proj"]},
+    "falcon":  {"attention": ["query_key_value", "dense"], "mlp": ["dense_h_to_4h", "dense_4h_to_h"]},
     "mpt":     {"attention": ["Wqkv", "out_proj"], "mlp": ["up_proj", "down_proj"]},
 }
 
@@ -64,8 +60,7 @@ def family_from_name(name: str  # model id or path
     "Guess the architecture family from a model id; `embedded:` bases are Llama."
     n = name.lower()
     if n.startswith("embedded:"): return "llama"
-    for fam, keys in [("mistral", ["mistral", "mixtral"]), ("qwen2", ["qwen"]),
-                      ("falcon", ["falcon"]),
+    for fam, keys in [("mistral", ["mistral", "mixtral"]), ("qwen2", ["qwen"]), ("falcon", ["falcon"]),
                       ("mpt", ["mpt-"]), ("llama", ["llama"])]:
         if any(k in n for k in keys): return fam
     return "auto"
@@ -80,8 +75,7 @@ class RunParams:
     description: str = "Embedded default: a tiny Llama pretrained here, QLoRA SFT on CPU, offline in minutes"
     seed: int = 42  # seeds data shuffling, initialisation and training
     runs_dir: str = "runs"  # parent folder of run folders
-    stages: list[str] = field(default_factory=lambda: ["data", "train", "eval", "profile",
-                                                       "report"])  # stages to run, in order
+    stages: list[str] = field(default_factory=lambda: ["data", "train", "eval", "profile", "report"])  # stages to run, in order
     preflight: bool = True  # refuse a run whose memory plan does not fit the machine; false: warn, run anyway
     # set by `sft-demos run`: its pre-flight checked the sources; training progress as plain lines
     under_runner: bool = False
@@ -136,8 +130,7 @@ class RunParams:
     eval_steps: int | None = 25  # eval loss every N steps; None = no eval loss
     merge_adapter: bool = False  # also write the adapter merged into a full-precision base
     # Export (the export stage, off unless `stages` lists it, and `sft-demos export`)
-    export_quants: list[str] = field(default_factory=lambda: ["q8_0",
-                                                              "q4_k_m"])  # llama.cpp quantizations beside f16
+    export_quants: list[str] = field(default_factory=lambda: ["q8_0", "q4_k_m"])  # llama.cpp quantizations beside f16
     # Distributed (accelerate)
     num_processes: int = 1  # >1 launches the training stage with accelerate
     distributed_type: str = "auto"  # auto (ddp when num_processes > 1), ddp, fsdp
@@ -161,8 +154,7 @@ class RunParams:
     temperature: float = 0.7  # sampling temperature when do_sample
     top_p: float = 0.95  # nucleus sampling when do_sample
     # Profiling
-    profile_variants: list[str] = field(default_factory=lambda: ["4bit_adapter", "merged",
-                                                                 "merged_4bit",
+    profile_variants: list[str] = field(default_factory=lambda: ["4bit_adapter", "merged", "merged_4bit",
                                                                  "static_compile"])  # generation variants
     profile_new_tokens: int = 50  # new tokens per timed generation
     profile_repeats: int = 3  # timed repeats after warm-up
@@ -188,19 +180,16 @@ def check_type(value, tp, where: str):
             except ParamsError as e: errs.append(e)
         raise errs[0]
     if origin is list:
-        if not isinstance(value, list): raise ParamsError(f"{where}: expected a list, got "
-                                                          f"{value!r}")
+        if not isinstance(value, list): raise ParamsError(f"{where}: expected a list, got {value!r}")
         return [check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
-        if not isinstance(value, dict): raise ParamsError(f"{where}: expected a mapping, got "
-                                                          f"{value!r}")
-        return {check_type(k, args[0], where): check_type(v, args[1], f"{where}.{k}") for k,
-                v in value.items()}
+        if not isinstance(value, dict): raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        return {check_type(k, args[0], where): check_type(v, args[1], f"{where}.{k}")
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp): return value
         if isinstance(value, str) and tp is DataSource: value = {"path": value}
-        if not isinstance(value, dict): raise ParamsError(f"{where}: expected a mapping, got "
-                                                          f"{value!r}")
+        if not isinstance(value, dict): raise ParamsError(f"{where}: expected a mapping, got {value!r}")
         return build(tp, value, where)
     if tp is float:
         if isinstance(value, str) and _FLOAT_RE.match(value.strip()): return float(value)
@@ -230,12 +219,10 @@ def build(cls, d: dict, where: str):
 
 # %% ../nbs/00_params.ipynb #820813bb
 CHOICES = {
-    "model_family": ["auto", *LORA_TARGETS], "attn_implementation": ["eager", "sdpa",
-                                                                     "flash_attention_2"],
+    "model_family": ["auto", *LORA_TARGETS], "attn_implementation": ["eager", "sdpa", "flash_attention_2"],
     "bnb_4bit_quant_type": ["nf4", "fp4"], "prompt_format": ["chat_template", "plain", "guanaco"],
     "train_on": ["assistant", "last", "all"],
-    "mix_by": ["rows", "tokens"], "bad_rows": ["fail", "drop"],
-           "distributed_type": ["auto", "ddp", "fsdp"],
+    "mix_by": ["rows", "tokens"], "bad_rows": ["fail", "drop"], "distributed_type": ["auto", "ddp", "fsdp"],
     "bnb_4bit_compute_dtype": ["auto", "bfloat16", "float16", "float32"],
     "torch_dtype": ["auto", "bfloat16", "float16", "float32"],
     "bnb_4bit_quant_storage": ["uint8", "bfloat16", "float16", "float32"],
@@ -284,8 +271,7 @@ def _resolve(self: RunParams, where: str = "params") -> RunParams:
     for k, allowed in CHOICES.items(): _check_choice(k, getattr(p, k), allowed, where)
     for i, d in enumerate(p.datasets):
         _check_choice("schema", d.schema, SCHEMAS, f"{where}: datasets[{i}]")
-        if d.ratio <= 0: raise ParamsError(f"{where}: datasets[{i}].ratio must be > 0, got "
-                                           f"{d.ratio}")
+        if d.ratio <= 0: raise ParamsError(f"{where}: datasets[{i}].ratio must be > 0, got {d.ratio}")
     for s in p.stages: _check_choice("stage", s, STAGES, f"{where}: stages")
     if not p.datasets: raise ParamsError(f"{where}: datasets is empty; name at least one source")
     for k in ["lora_r", "lora_alpha", "max_length", "per_device_train_batch_size", "num_processes",
@@ -320,8 +306,7 @@ def expand_targets(targets: list[str],  # as written in the recipe
         if all(x in ("attention", "mlp") for x in parts):
             if family not in LORA_TARGETS:
                 raise ParamsError(f"{where}: lora_target_modules={t!r} needs a known model_family "
-                                  f"({', '.join(LORA_TARGETS)}); set model_family or list module "
-                                  "names")
+                                  f"({', '.join(LORA_TARGETS)}); set model_family or list module names")
             for x in parts: out += LORA_TARGETS[family][x]
         else: out.append(t)
     return list(dict.fromkeys(out))
@@ -377,8 +362,7 @@ def recipe_path(recipe: str  # recipe name or path to a YAML file
         names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
         close = difflib.get_close_matches(Path(recipe).stem, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ParamsError(f"Recipe not found: {recipe} ({path}).{hint} Known recipes: "
-                          f"{', '.join(names)}")
+        raise ParamsError(f"Recipe not found: {recipe} ({path}).{hint} Known recipes: {', '.join(names)}")
     return path
 
 # %% ../nbs/00_params.ipynb #57271107
@@ -387,8 +371,7 @@ def read_recipe(path: Path) -> dict:
     try: d = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(d, dict):
-        raise ParamsError(f"{path}: a recipe must be a mapping of key: value, got "
-                          f"{type(d).__name__}")
+        raise ParamsError(f"{path}: a recipe must be a mapping of key: value, got {type(d).__name__}")
     return d
 
 # %% ../nbs/00_params.ipynb #8698f44c
@@ -417,8 +400,7 @@ def _apply_set(d: dict, key: str, val, where: str):
         d[head] = val
         return
     if head != "datasets" or len(rest) != 2 or not rest[0].isdigit():
-        raise ParamsError(f"{where}: dotted keys only reach into datasets (datasets.N.field), got "
-                          f"{key!r}")
+        raise ParamsError(f"{where}: dotted keys only reach into datasets (datasets.N.field), got {key!r}")
     i = int(rest[0])
     ds = d.get("datasets")
     if ds is None: ds = d["datasets"] = [to_dict(RunParams())["datasets"][0]]
@@ -469,8 +451,7 @@ def load_params(recipe: str = "tiny-cpu",  # recipe name or YAML path
 # %% ../nbs/00_params.ipynb #be2db7a2
 def save_params(p: RunParams, path: Path) -> Path:
     "Write resolved parameters to `path` as YAML (the run's `params.yaml`)."
-    Path(path).write_text(yaml.safe_dump(to_dict(p), sort_keys=False, allow_unicode=True,
-                                         width=120))
+    Path(path).write_text(yaml.safe_dump(to_dict(p), sort_keys=False, allow_unicode=True, width=120))
     return Path(path)
 
 # %% ../nbs/00_params.ipynb #7516d20d

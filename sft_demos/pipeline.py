@@ -15,16 +15,15 @@ from .util import KERNEL_ARGS, write_atomic
 # %% auto #0
 __all__ = ['RUNNER_ENV', 'QUIET_WARNINGS', 'SUBCOMMANDS', 'nbs_dir', 'read_status', 'write_status', 'secret_values',
            'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed', 'runner_env',
-           'execute_stage', 'run', 'main']
+           'execute_stage', 'run', 'export_cmd', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
 def nbs_dir() -> Path:
     "Folder holding the stage notebooks: `$SFT_DEMOS_NBS`, else the checkout's `nbs/`."
     d = Path(os.environ.get("SFT_DEMOS_NBS", Path(__file__).resolve().parents[1] / "nbs"))
     if not d.is_dir():
-        raise FileNotFoundError(f"Stage notebooks not found in {d}: install sft-demos from a "
-                                "checkout (pip install -e .) or point SFT_DEMOS_NBS at its nbs/ "
-                                "folder")
+        raise FileNotFoundError(f"Stage notebooks not found in {d}: install sft-demos from a checkout "
+                                f"(pip install -e .) or point SFT_DEMOS_NBS at its nbs/ folder")
     return d
 
 # %% ../nbs/07_pipeline.ipynb #949eb1ad
@@ -44,8 +43,7 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIV
 def secret_values(env: dict | None = None) -> list[str]:
     "Values of secret-looking environment variables (8+ characters)."
     env = os.environ if env is None else env
-    return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8}, key=len,
-                  reverse=True)
+    return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8}, key=len, reverse=True)
 
 # %% ../nbs/07_pipeline.ipynb #796aff5f
 def redact_secrets(run_dir: Path, secrets: list[str] | None = None) -> int:
@@ -80,8 +78,7 @@ def cell_directives(source: str  # a code cell's source
 def is_stage_cell(cell) -> bool:
     "Whether the runner executes `cell`: the `parameters` cell and code cells marked `#| stage`."
     if cell.get("cell_type") != "code": return False
-    return "parameters" in cell.get("metadata", {}).get("tags",
-                                                        []) or "stage" in cell_directives(cell["source"])
+    return "parameters" in cell.get("metadata", {}).get("tags", []) or "stage" in cell_directives(cell["source"])
 
 # %% ../nbs/07_pipeline.ipynb #28f12194
 def stage_only(nb,  # a stage notebook (nbformat)
@@ -95,9 +92,8 @@ def stage_only(nb,  # a stage notebook (nbformat)
     n_params = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in out.cells)
     n_stage = sum(c.cell_type == "code" for c in out.cells) - n_params
     if n_params != 1 or n_stage < 1:
-        raise ValueError(f"{name}: a stage notebook needs one cell tagged `parameters` and cells "
-                         f"marked `#| stage` (found {n_params} parameters cells, {n_stage} stage "
-                         "cells)")
+        raise ValueError(f"{name}: a stage notebook needs one cell tagged `parameters` and cells marked `#| stage` "
+                         f"(found {n_params} parameters cells, {n_stage} stage cells)")
     return out
 
 # %% ../nbs/07_pipeline.ipynb #aed2079d
@@ -142,12 +138,10 @@ def execute_stage(stage: str,  # stage name
     nb = stage_only(nbformat.read(notebook, as_version=4), Path(notebook).name)
     streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if echo else {}
     try:
-        with mock.patch.dict(os.environ,
-                             runner_env(dict(os.environ))):  # the kernel inherits them; this process keeps its own
-            pm.execute_notebook(nb, str(out), parameters={"params_from": str(params_path),
-                                                          "run_dir": str(run_dir)},
-                                kernel_name="python3", cwd=str(Path(notebook).parent),
-                                progress_bar=False,
+        # the kernel inherits them; this process keeps its own
+        with mock.patch.dict(os.environ, runner_env(dict(os.environ))):
+            pm.execute_notebook(nb, str(out), parameters={"params_from": str(params_path), "run_dir": str(run_dir)},
+                                kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False,
                                 extra_arguments=KERNEL_ARGS, **streams)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f"Stage '{stage}' failed in {out} at the cell starting "
@@ -159,8 +153,7 @@ def _stage_list(p: RunParams, stages: list[str] | None, nbs: Path) -> list[tuple
     "Stages to run, in pipeline order, with their notebooks; stages whose notebook does not exist yet are left out."
     wanted = stages or p.stages
     for s in wanted:
-        if s not in STAGES: raise ParamsError(f"--stages: unknown stage '{s}'; stages are "
-                                              f"{', '.join(STAGES)}")
+        if s not in STAGES: raise ParamsError(f"--stages: unknown stage '{s}'; stages are {', '.join(STAGES)}")
     return [(s, nbs / STAGE_TABLE[s].notebook) for s in STAGES
             if s in wanted and (nbs / STAGE_TABLE[s].notebook).exists()]
 
@@ -238,8 +231,7 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
     nbs = Path(notebooks) if notebooks else nbs_dir()
     todo = _stage_list(p, stages, nbs)
     from sft_demos.preflight import preflight, write_plan
-    plan = preflight(dataclasses.replace(p, stages=[s for s, _ in todo]),
-                     log)  # before any folder or stage
+    plan = preflight(dataclasses.replace(p, stages=[s for s, _ in todo]), log)  # before any folder or stage
     if plan.get("hub") == "unreachable":  # everything is cached: the stages read it without retrying the Hub
         log("the Hub cannot be reached: stages run with HF_HUB_OFFLINE=1 from the cache")
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -259,12 +251,19 @@ def run(recipe: str = "tiny-cpu",  # recipe name or YAML path
 # %% ../nbs/07_pipeline.ipynb #2724cb45
 SUBCOMMANDS = {  # extra subcommands, each `module:function(argv) -> int`, imported only when used
     "compare": ("sft_demos.report:compare_main", "overlay the loss curves of several runs"),
-    "export": ("sft_demos.export:export_main",
+    "export": ("sft_demos.pipeline:export_cmd",
                "GGUF files for llama.cpp and Ollama from a finished run, checked by llama.cpp"),
     "bench": ("sft_demos.bench:bench_main",
               "benchmark training throughput, serving variants, and time to quality against the "
               "reference recipe"),
 }
+
+# %% ../nbs/07_pipeline.ipynb #c7c21a85
+def export_cmd(argv: list[str]) -> int:
+    "`sft-demos export RUN_DIR`: `export_main`, then the report stage again for a finished run."
+    from sft_demos.export import export_main
+    from sft_demos.report import run_report
+    return export_main(argv, report=run_report)
 
 # %% ../nbs/07_pipeline.ipynb #d19a4a90
 def _parser() -> argparse.ArgumentParser:
@@ -273,17 +272,14 @@ def _parser() -> argparse.ArgumentParser:
                                              "papermill-executed notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", allow_abbrev=False, help="run the pipeline for a recipe",
-                       description="Run the stages of a recipe into a new runs/<time>_<recipe>/ "
-                                   "folder.")
+                       description="Run the stages of a recipe into a new runs/<time>_<recipe>/ folder.")
     r.add_argument("recipe", nargs="?", default="tiny-cpu",
                    help="recipe name (see `sft-demos recipes`) or path to a YAML file")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter (repeatable); VALUE is YAML")
     r.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGES)}")
-    r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its own "
-                                                       "folder")
-    r.add_argument("--runs-dir", help="parent folder of run folders (default: the recipe's "
-                                      "runs_dir, 'runs')")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its own folder")
+    r.add_argument("--runs-dir", help="parent folder of run folders (default: the recipe's runs_dir, 'runs')")
     sub.add_parser("recipes", help="list the packaged recipes",
                    description="List the packaged recipes with a one-line description.")
     for name, (_, help) in SUBCOMMANDS.items(): sub.add_parser(name, help=help, add_help=False)

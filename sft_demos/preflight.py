@@ -8,31 +8,18 @@ import json, math, os, time
 from dataclasses import dataclass, asdict, replace, field
 from pathlib import Path
 from .params import DataSource, ParamsError, RunParams
+from .hub import HUB_TIMEOUT, HubProbe, cached_snapshot
 
 # %% auto #0
-__all__ = ['HUB_TIMEOUT', 'GATED_ORGS', 'NF4_BYTES', 'ACT_PER_TOKEN_LAYER', 'LOGIT_COPIES', 'OVERHEAD', 'CUDA_CONTEXT',
-           'RULE_FLOPS', 'PreflightError', 'hub_offline', 'hub_cache_dir', 'Source', 'HubProbe', 'cached_snapshot',
-           'cached_revision', 'hub_revision', 'fetch_hint', 'check_hub', 'check_model', 'check_dataset',
-           'check_eval_data', 'check_sources', 'sources_text', 'require_sources', 'model_config', 'param_counts',
-           'memory_plan', 'memory_budget', 'fitting_settings', 'tokens_per_s', 'time_plan', 'gib', 'plan_run',
-           'plan_text', 'preflight', 'write_plan', 'plan_vs_measured']
+__all__ = ['GATED_ORGS', 'NF4_BYTES', 'ACT_PER_TOKEN_LAYER', 'LOGIT_COPIES', 'OVERHEAD', 'CUDA_CONTEXT', 'RULE_FLOPS',
+           'PreflightError', 'Source', 'fetch_hint', 'check_hub', 'check_model', 'check_dataset', 'check_eval_data',
+           'check_sources', 'sources_text', 'require_sources', 'model_config', 'param_counts', 'memory_plan',
+           'memory_budget', 'fitting_settings', 'tokens_per_s', 'time_plan', 'gib', 'plan_run', 'plan_text',
+           'preflight', 'write_plan', 'plan_vs_measured']
 
 # %% ../nbs/02a_preflight.ipynb #f36c1f58
 class PreflightError(ParamsError):
     "A run that cannot start: sources missing, or a plan that does not fit the machine."
-
-# %% ../nbs/02a_preflight.ipynb #1499d9cc
-def hub_offline() -> bool:
-    "Whether `HF_HUB_OFFLINE` is set to a true value (read now, not at import)."
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
-
-# %% ../nbs/02a_preflight.ipynb #89a3f7fe
-def hub_cache_dir() -> Path:
-    "The Hugging Face hub cache this process uses: `HF_HUB_CACHE`, else `$HF_HOME/hub` (read now)."
-    if os.environ.get("HF_HUB_CACHE"): return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME",
-                                                            "~/.cache")) / "huggingface"
-    return Path(home).expanduser() / "hub"
 
 # %% ../nbs/02a_preflight.ipynb #95fd56b0
 @dataclass
@@ -46,56 +33,6 @@ class Source:
     revision: str | None = None  # commit a Hub source resolves to (from the Hub, else from the cache's refs)
     fix: str | None = None  # what to do when it is missing
 
-# %% ../nbs/02a_preflight.ipynb #6d5cffc0
-HUB_TIMEOUT = 5.0  # seconds for one metadata call to the Hub
-
-class HubProbe:
-    "One metadata call per repo with a short timeout and no retries; after a connection error no further calls."
-    def __init__(self, timeout: float = HUB_TIMEOUT):
-        self.timeout, self.state, self.error = timeout, ("offline" if hub_offline()
-                                                         else "online"), None
-
-    def info(self, repo_id: str, repo_type: str, revision: str | None):
-        "The repo's `ModelInfo`/`DatasetInfo`, or None when offline or unreachable; not-found and gated errors raise."
-        if self.state != "online": return None
-        from huggingface_hub import HfApi
-        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-        api = HfApi()
-        call = api.model_info if repo_type == "model" else api.dataset_info
-        try: return call(repo_id, revision=revision,
-                         timeout=self.timeout)  # one GET: model_info does not retry
-        except (RepositoryNotFoundError,
-                RevisionNotFoundError): raise  # the Hub's own answers (gated is one)
-        except Exception as e:  # refused, DNS, timeout, a proxy's error page: no Hub answer
-            self.state, self.error = "unreachable", e
-        return None
-
-# %% ../nbs/02a_preflight.ipynb #85c3d515
-def cached_snapshot(repo_id: str, repo_type: str = "model",
-                    revision: str | None = None) -> Path | None:
-    "The cached snapshot folder of a Hub repo at `revision` (a branch resolved through the cache's refs), or None."
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-    try: return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision,
-                                       local_files_only=True,
-                                       cache_dir=hub_cache_dir()))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError): return None
-
-# %% ../nbs/02a_preflight.ipynb #de483c5a
-def cached_revision(repo_id: str, repo_type: str = "model",
-                    revision: str | None = None) -> str | None:
-    "The commit the cache's refs resolve `revision` (default main) to, or None when not cached."
-    snap = cached_snapshot(repo_id, repo_type, revision)
-    return snap.name if snap else None  # the hub cache names a snapshot folder by its commit
-
-# %% ../nbs/02a_preflight.ipynb #4f58c990
-def hub_revision(repo_id: str, repo_type: str = "model", revision: str | None = None,
-                 timeout: float = HUB_TIMEOUT) -> str | None:
-    "The commit a Hub repo resolves to: asked of the Hub when online, else read from the cache's refs."
-    try: info = HubProbe(timeout).info(repo_id, repo_type, revision)
-    except Exception: info = None
-    return info.sha if info is not None and info.sha else cached_revision(repo_id, repo_type, revision)
-
 # %% ../nbs/02a_preflight.ipynb #b46b984f
 def _download_cmd(repo_id: str, repo_type: str, revision: str | None) -> str:
     return (f"hf download {repo_id}" + (" --repo-type dataset" if repo_type == "dataset" else "")
@@ -108,15 +45,13 @@ def fetch_hint(repo_id: str, repo_type: str, revision: str | None, state: str,
     cmd = _download_cmd(repo_id, repo_type, revision)
     steps = [f"fetch it with `{cmd}` (or `huggingface-cli download ...` with older clients)"]
     if state == "offline": steps.append("or unset HF_HUB_OFFLINE so the stage downloads it")
-    if state == "unreachable": steps.append("where the Hub can be reached, then copy the cache "
-                                            "(HF_HOME) here")
+    if state == "unreachable": steps.append("where the Hub can be reached, then copy the cache (HF_HOME) here")
     if repo_id.split("/")[0] in GATED_ORGS or "gated" in why:
         steps.append(f"it is a gated repo: accept its licence at https://huggingface.co/{repo_id} "
                      "and log in (`hf auth login`) or set HF_TOKEN")
     return "; ".join(steps)
 
-GATED_ORGS = ("meta-llama",
-              )  # orgs whose repos are gated: a download needs an accepted licence and a token
+GATED_ORGS = ("meta-llama",)  # orgs whose repos are gated: a download needs an accepted licence and a token
 
 # %% ../nbs/02a_preflight.ipynb #7f561ca6
 def _has_token() -> bool:
@@ -162,34 +97,27 @@ def check_model(p: RunParams, probe: HubProbe) -> list[Source]:
         key = name.split(":", 1)[1]
         ok = key in EMBEDDED
         return [Source("model", name, "embedded", ok, "built into sft_demos" if ok else None, None,
-                       None if ok else "unknown embedded base; the ones there are: "
-                                       f"{', '.join(EMBEDDED)}")]
+                       None if ok else f"unknown embedded base; the ones there are: {', '.join(EMBEDDED)}")]
     if is_gguf(name):
         try: g = gguf_provenance(name)
-        except (ParamsError, FileNotFoundError) as e: return [Source("model", name, "gguf",
-                                                                     fix=str(e))]
+        except (ParamsError, FileNotFoundError) as e: return [Source("model", name, "gguf", fix=str(e))]
         pkg = f" (package {g['distribution']} {g['version']})" if "version" in g else ""
         return [Source("model", name, "gguf", True, g["gguf_file"] + pkg, g["sha256"][:12])]
     if Path(name).expanduser().is_dir():
         d = Path(name).expanduser()
         out = [Source("model", name, "folder", (d / "config.json").is_file(), str(d.resolve()))]
         if not out[0].found: out[0].fix = f"{d} has no config.json: point model_name_or_path at a saved model folder"
-        tok = any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
-                                              "tokenizer.model"))
+        tok = any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
         out.append(Source("tokenizer", name, "folder", tok, str(d.resolve()) if tok else None, None,
-                          None if tok else f"{d} has no tokenizer files (tokenizer.json / "
-                                           "tokenizer_config.json)"))
+                          None if tok else f"{d} has no tokenizer files (tokenizer.json / tokenizer_config.json)"))
         return out
     if name.startswith((".", "/", "~")):
-        return [Source("model", name, "folder", fix=f"no such folder {name}; give a saved model "
-                                                    "folder or a Hub id")]
+        return [Source("model", name, "folder", fix=f"no such folder {name}; give a saved model folder or a Hub id")]
     m = check_hub("model", name, "model", p.revision, probe, need=("config.json",))
-    t = replace(m, role="tokenizer", fix=None if m.found else "in the model's repo: fetched with "
-                                                              "it")
+    t = replace(m, role="tokenizer", fix=None if m.found else "in the model's repo: fetched with it")
     if m.found and m.where and m.where.startswith("/"):
         snap = Path(m.where)
-        t.found = any((snap / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
-                                                    "tokenizer.model"))
+        t.found = any((snap / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
         if not t.found: t.where, t.fix = None, f"the cached snapshot {snap} has no tokenizer files; " + fetch_hint(
             name, "model", p.revision, probe.state)
     return [m, t]
@@ -200,18 +128,15 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
     fix_path = f"`--set datasets.{i}.path=FILE` (a local jsonl/json/csv/parquet file or folder)"
     if ds.path.startswith("embedded:"):
         ok = ds.path == "embedded:tasks"
-        return Source("dataset", ds.path, "embedded", ok, "sft_demos.taskworld" if ok else None,
-                      None,
-                      None if ok else "unknown embedded dataset; the one there is is "
-                                      "'embedded:tasks'")
-    if ds.path.startswith("replay:"):  # the base's answers to a prompt file (sft_demos.general.replay_rows)
-        from sft_demos.general import GENERAL_DIR
+        return Source("dataset", ds.path, "embedded", ok, "sft_demos.taskworld" if ok else None, None,
+                      None if ok else "unknown embedded dataset; the one there is is 'embedded:tasks'")
+    if ds.path.startswith("replay:"):  # the base's answers to a prompt file (sft_demos.baseanswers.replay_rows)
+        from sft_demos.baseanswers import GENERAL_DIR
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
-        return Source("dataset", ds.path, "replay", f.is_file(), str(f.resolve()) if f.is_file()
-                      else None, None,
-                      None if f.is_file() else f"no such prompt file {f}; use replay:general or "
-                                               "replay:FILE (.json/.jsonl)")
+        found = f.is_file()
+        return Source("dataset", ds.path, "replay", found, str(f.resolve()) if found else None, None,
+                      None if found else f"no such prompt file {f}; use replay:general or replay:FILE (.json/.jsonl)")
     if ds.path.startswith("commands:"):  # cheat/eg sheets, read from the installed packages
         from sft_demos.commands import check_packages
         where, fix = check_packages(ds.path)
@@ -219,8 +144,7 @@ def check_dataset(ds: DataSource, i: int, probe: HubProbe) -> Source:
     p = Path(ds.path).expanduser()
     if p.is_file(): return Source("dataset", ds.path, "file", True, str(p.resolve()))
     if p.is_dir(): return Source("dataset", ds.path, "folder", True, str(p.resolve()))
-    if ds.path.startswith((".", "/", "~")) or p.suffix.lower() in (".jsonl", ".json", ".csv",
-                                                                   ".parquet"):
+    if ds.path.startswith((".", "/", "~")) or p.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
         return Source("dataset", ds.path, "file", fix=f"no such file or folder; {fix_path}")
     s = check_hub("dataset", ds.path, "dataset", ds.revision, probe)
     if not s.found: s.fix = f"{s.fix}; or download it elsewhere and {fix_path}"
@@ -296,8 +220,7 @@ def param_counts(cfg, p: RunParams) -> dict:
     "Parameters of a config's model built on the meta device (no memory): total, in quantizable linears, in LoRA."
     import torch
     from transformers import AutoModelForCausalLM
-    with torch.device("meta"): m = AutoModelForCausalLM.from_config(cfg,
-                                                                    trust_remote_code=p.trust_remote_code)
+    with torch.device("meta"): m = AutoModelForCausalLM.from_config(cfg, trust_remote_code=p.trust_remote_code)
     head = m.get_output_embeddings()
     lin = [(n, x) for n, x in m.named_modules() if isinstance(x, torch.nn.Linear) and x is not head]
     every = "all-linear" in p.lora_target_modules
@@ -503,9 +426,7 @@ def preflight(p: RunParams, log=print, budget: dict | None = None) -> dict:
     "the plan does not fit (unless `p.preflight` is off); returns the plan with the sources."
     t0 = time.time()
     sources, hub = require_sources(p, log)
-    plan = plan_run(p, sources, budget) if "train" in p.stages else {"fits": True, "note": "no "
-                                                                                           "train "
-                                                                                           "stage"}
+    plan = plan_run(p, sources, budget) if "train" in p.stages else {"fits": True, "note": "no train stage"}
     plan["sources"], plan["hub"] = [asdict(s) for s in sources], hub
     if "memory" in plan: log(plan_text(plan))
     plan["seconds"] = round(time.time() - t0, 2)

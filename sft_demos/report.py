@@ -98,8 +98,7 @@ def read_log_json(path: str | Path  # a `log.json`, or a trainer_state.json
             raise ValueError(f"{path}: neither JSON nor a Python literal ({e})") from None
     if isinstance(data, dict): data = data.get("log_history", [data])
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ValueError(f"{path}: expected a list of records or one record, got "
-                         f"{type(data).__name__}")
+        raise ValueError(f"{path}: expected a list of records or one record, got {type(data).__name__}")
     return data
 
 # %% ../nbs/06_report.ipynb #f4378ecf
@@ -122,13 +121,11 @@ def read_tb(path: str | Path  # an event file, or a folder searched recursively 
         ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
         ea.Reload()
         for tag in ea.Tags()["scalars"]:
-            for ev in ea.Scalars(tag): steps.setdefault(ev.step,
-                                                        {"step": ev.step})[_tag_key(tag)] = ev.value
+            for ev in ea.Scalars(tag): steps.setdefault(ev.step, {"step": ev.step})[_tag_key(tag)] = ev.value
     return [steps[s] for s in sorted(steps)]
 
 # %% ../nbs/06_report.ipynb #8cd1db1e
-SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
-                "train_loss")
+SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
 
 @dataclass
 class RunLog:
@@ -145,8 +142,7 @@ def history_frame(records: list[dict]  # log records; those without a step (tota
     import pandas as pd
     rows = [{k: v for k, v in r.items() if k not in SUMMARY_KEYS} for r in records if "step" in r]
     if not rows: return pd.DataFrame({"step": pd.Series(dtype="int64")})
-    return pd.DataFrame(rows).groupby("step",
-                                      as_index=False).first().sort_values("step", ignore_index=True)
+    return pd.DataFrame(rows).groupby("step", as_index=False).first().sort_values("step", ignore_index=True)
 
 # %% ../nbs/06_report.ipynb #e5524248
 def _summary(records: list[dict]) -> dict:
@@ -167,11 +163,9 @@ def read_run(run_dir: str | Path  # a run folder (ours or a reference run's), or
                     if "checkpoint" not in str(f.relative_to(run_dir)))
     if events and not any("step" in r and len(r) > 2 for r in records):
         tb = [r for f in events for r in read_tb(f)]
-        records, sources = tb + [r for r in records
-                                 if "step" not in r], [*map(str, events), *sources]
+        records, sources = tb + [r for r in records if "step" not in r], [*map(str, events), *sources]
     if not sources:
-        raise FileNotFoundError(f"{run_dir}: no log.json and no TensorBoard event files (has the "
-                                "train stage run?)")
+        raise FileNotFoundError(f"{run_dir}: no log.json and no TensorBoard event files (has the train stage run?)")
     return RunLog(run_dir.name, history_frame(records), _summary(records), sources)
 
 # %% ../nbs/06_report.ipynb #5c3bd3ce
@@ -289,13 +283,9 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders to overlay")
     ap.add_argument("-o", "--output", default="compare.png",
                     help="image to write, or a folder to hold compare.png (default: compare.png)")
-    ap.add_argument("--x", choices=["step", "progress", "epoch"], default="step", help="x axis "
-                                                                                       "(default: "
-                                                                                       "step)")
-    ap.add_argument("--smooth", type=int, default=1, help="rolling-mean window for the train loss "
-                                                          "(default: 1)")
-    ap.add_argument("--label", action="append", help="legend label per run, in order (default: "
-                                                     "folder names)")
+    ap.add_argument("--x", choices=["step", "progress", "epoch"], default="step", help="x axis (default: step)")
+    ap.add_argument("--smooth", type=int, default=1, help="rolling-mean window for the train loss (default: 1)")
+    ap.add_argument("--label", action="append", help="legend label per run, in order (default: folder names)")
     a = ap.parse_args(argv)
     if a.label and len(a.label) != len(a.runs):
         print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs",
@@ -371,8 +361,7 @@ def sec_header(r: RunFiles) -> str:
     if r.p: out.append(f"Recipe `{r.p.recipe}`: {r.p.description}.")
     if r.has("status.json"):
         st = r.json("status.json").get("stages", {})
-        done = [f"{k} {v.get('state', '?')}" + (f" ({v['seconds']:.0f} s)"
-                                                if v.get("seconds") is not None else "")
+        done = [f"{k} {v.get('state', '?')}" + (f" ({v['seconds']:.0f} s)" if v.get("seconds") is not None else "")
                 for k, v in st.items() if k != "report"]
         if done: out.append("Stages: " + ", ".join(done) + ".")
     return "\n\n".join(out)
@@ -383,10 +372,9 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
     "Summary of the data audit: top-level numbers, bad rows, tokens per source, assistant turns, failures and warnings."
     top = {k: v for k, v in rep.items() if not isinstance(v, (dict, list))}
     bad = rep.get("bad_rows")
-    if isinstance(bad,
-                  dict): top["bad rows"] = f"{bad.get('count', 0)} ({bad.get('policy', '?')})" + (
-        ": " + ", ".join(f"{k} {v}" for k, v in bad.get("by_reason",
-                                                        {}).items()) if bad.get("by_reason") else "")
+    if isinstance(bad, dict):
+        reasons = ", ".join(f"{k} {v}" for k, v in (bad.get("by_reason") or {}).items())
+        top["bad rows"] = f"{bad.get('count', 0)} ({bad.get('policy', '?')})" + (f": {reasons}" if reasons else "")
     out = [md_table([{"": k, "value": v} for k, v in top.items()], ["", "value"])] if top else []
     srcs = rep.get("sources")
     if isinstance(srcs, dict) and srcs:
@@ -407,8 +395,7 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
 # %% ../nbs/06_report.ipynb #e5d83c67
 def _quant(p: RunParams) -> str:
     if not p.load_in_4bit: return f"none: LoRA on a {p.torch_dtype} base"
-    return (f"4-bit {p.bnb_4bit_quant_type}" + (", double quantization"
-                                                if p.bnb_4bit_use_double_quant else "")
+    return (f"4-bit {p.bnb_4bit_quant_type}" + (", double quantization" if p.bnb_4bit_use_double_quant else "")
             + f", compute dtype {p.bnb_4bit_compute_dtype}"
             + (" (bfloat16 on GPU, float32 on CPU)" if p.bnb_4bit_compute_dtype == "auto" else ""))
 
@@ -418,32 +405,24 @@ def sec_model_data(r: RunFiles) -> str:
     out = ["## Base model and datasets"]
     if r.p:
         p = r.p
-        out.append(md_table([{"": "base model",
-                              "value": f"`{p.model_name_or_path}`" + (f" @ {p.revision}"
-                                                                      if p.revision else "")},
-                             {"": "family", "value": p.model_family}, {"": "quantization",
-                                                                       "value": _quant(p)},
-                             {"": "LoRA", "value": f"r={p.lora_r}, alpha={p.lora_alpha}, "
-                                                   f"dropout={p.lora_dropout}, targets "
-                                                   f"{', '.join(p.lora_target_modules)}"},
+        base = f"`{p.model_name_or_path}`" + (f" @ {p.revision}" if p.revision else "")
+        lora = f"r={p.lora_r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, targets {', '.join(p.lora_target_modules)}"
+        out.append(md_table([{"": "base model", "value": base},
+                             {"": "family", "value": p.model_family}, {"": "quantization", "value": _quant(p)},
+                             {"": "LoRA", "value": lora},
                              {"": "prompt format", "value": p.prompt_format}], ["", "value"]))
         out.append("Datasets in the mix:\n\n"
-                   + md_table([{"path": f"`{d.path}`", "schema": d.schema, "split": d.split,
-                                "ratio": d.ratio,
-                                                          "max_rows": d.max_rows,
-                                "revision": d.revision}
+                   + md_table([{"path": f"`{d.path}`", "schema": d.schema, "split": d.split, "ratio": d.ratio,
+                                "max_rows": d.max_rows, "revision": d.revision}
                                for d in p.datasets]))
     else: out.append(r.missing("params.yaml"))
     out.append("### Provenance\n\n"
-               + (md_json(r.json("provenance.json")) if r.has("provenance.json")
-                  else r.missing("provenance.json")))
-    if r.has("data_report.json"): out.append("### Data audit\n\n"
-                                             + audit_md(r.json("data_report.json")))
+               + (md_json(r.json("provenance.json")) if r.has("provenance.json") else r.missing("provenance.json")))
+    if r.has("data_report.json"): out.append("### Data audit\n\n" + audit_md(r.json("data_report.json")))
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #40b71043
-LOSS_ON = {"assistant": "every assistant turn (the rest masked)", "last": "the last assistant turn "
-                                                                          "(the rest masked)",
+LOSS_ON = {"assistant": "every assistant turn (the rest masked)", "last": "the last assistant turn (the rest masked)",
            "all": "whole sequence"}  # `train_on` -> what the report says
 
 def sec_training(r: RunFiles) -> str:
@@ -456,23 +435,15 @@ def sec_training(r: RunFiles) -> str:
         procs = f" x {p.num_processes} processes" if p.num_processes > 1 else ""
         out.append(md_table([
             {"": "length", "value": length},
-            {"": "batch",
-             "value": f"{p.per_device_train_batch_size} per device x "
-                                   f"{p.gradient_accumulation_steps} accumulation{procs} = {batch} "
-                                   "sequences per step"},
-            {"": "learning rate",
-             "value": f"{p.learning_rate:g}, {p.lr_scheduler_type}, warmup ratio "
-                      f"{p.warmup_ratio:g}"},
-            {"": "optimizer", "value": f"{p.optim}, weight decay {p.weight_decay:g}, grad clip "
-                                       f"{p.max_grad_norm:g}"},
-            {"": "sequence length", "value": f"{p.max_length} tokens"
-             + (", packed" if p.packing else "")},
+            {"": "batch", "value": f"{p.per_device_train_batch_size} per device x {p.gradient_accumulation_steps} "
+                                   f"accumulation{procs} = {batch} sequences per step"},
+            {"": "learning rate", "value": f"{p.learning_rate:g}, {p.lr_scheduler_type}, warmup ratio {p.warmup_ratio:g}"},
+            {"": "optimizer", "value": f"{p.optim}, weight decay {p.weight_decay:g}, grad clip {p.max_grad_norm:g}"},
+            {"": "sequence length", "value": f"{p.max_length} tokens" + (", packed" if p.packing else "")},
             {"": "loss", "value": LOSS_ON.get(p.train_on, p.train_on)},
-            {"": "gradient checkpointing", "value": p.gradient_checkpointing},
-                             {"": "seed", "value": p.seed},
+            {"": "gradient checkpointing", "value": p.gradient_checkpointing}, {"": "seed", "value": p.seed},
         ] + ([{"": "distributed", "value": f"{p.distributed_type}, {p.num_processes} processes"}]
-             if p.num_processes > 1
-             else []),
+             if p.num_processes > 1 else []),
             ["", "value"]))
     out.append("Measured by the training stage:\n\n" + md_json(r.json("train_summary.json"))
                if r.has("train_summary.json")
@@ -547,11 +518,9 @@ def sec_samples(r: RunFiles) -> str:
         else: out.append(md_json(data))
         if held:
             follow = any(isinstance(h, dict) and h.get("turn") == 2 for h in held)
-            out.append("### Held-out examples\n\nInstructions of the held-out split, with the "
-                       "expected answer and each model's"
-                       + (" (turn 2: a follow-up, asked after a training instruction and its "
-                          "answer)" if follow
-                          else "") + ":\n\n" + md_table(held))
+            note = " (turn 2: a follow-up, asked after a training instruction and its answer)" if follow else ""
+            out.append("### Held-out examples\n\nInstructions of the held-out split, with the expected answer and "
+                       f"each model's{note}:\n\n" + md_table(held))
     elif r.has("samples.md"): out.append(_included(r.text("samples.md")))
     else: out.append(r.missing("samples.json", "samples.md"))
     return "\n\n".join(out)
@@ -587,8 +556,7 @@ def sec_reproduce(r: RunFiles) -> str:
 # %% ../nbs/06_report.ipynb #39f6d702
 # model-card order: what the model scores (with verdicts and drift), its loss, its answers, its speed; then where it
 # came from (base, data, provenance, audit), how it was trained, and how to run it again
-SECTIONS = {"header": sec_header, "benchmarks": sec_benchmarks, "loss": sec_loss,
-            "samples": sec_samples,
+SECTIONS = {"header": sec_header, "benchmarks": sec_benchmarks, "loss": sec_loss, "samples": sec_samples,
             "runtime": sec_runtime, "export": sec_export,
             "model_data": sec_model_data, "training": sec_training, "reproduce": sec_reproduce}
 
@@ -601,8 +569,7 @@ def report_markdown(run_dir: str | Path,  # the run folder
     "The run report as Markdown."
     r = RunFiles(Path(run_dir), p, Path(rel_to) if rel_to is not None else None)
     unknown = set(sections or []) - set(SECTIONS)
-    if unknown: raise ValueError(f"unknown report sections {sorted(unknown)}; known: "
-                                 f"{', '.join(SECTIONS)}")
+    if unknown: raise ValueError(f"unknown report sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     md = "\n\n".join(SECTIONS[s](r) for s in (sections or SECTIONS))
     return (_demote(md, top) if top else md) + "\n"
 

@@ -22,10 +22,8 @@ def summarize(seconds: list[float]  # repeated timings of the same work
              ) -> dict:
     "Median, min, max and relative spread of repeated timings."
     med = statistics.median(seconds)
-    return {"median_s": round(med, 4), "min_s": round(min(seconds), 4),
-            "max_s": round(max(seconds), 4),
-            "spread": round((max(seconds) - min(seconds)) / med, 3) if med else 0.0,
-            "repeats": len(seconds)}
+    return {"median_s": round(med, 4), "min_s": round(min(seconds), 4), "max_s": round(max(seconds), 4),
+            "spread": round((max(seconds) - min(seconds)) / med, 3) if med else 0.0, "repeats": len(seconds)}
 
 # %% ../nbs/05_runtime.ipynb #36bdc795
 def time_generation(model,  # a causal LM, ready for `generate`
@@ -52,8 +50,7 @@ def time_generation(model,  # a causal LM, ready for `generate`
         sync()
         dt = time.perf_counter() - t0
         if out.shape[1] - n_in != new_tokens:
-            raise RuntimeError(f"generated {out.shape[1] - n_in} tokens, expected exactly "
-                               f"{new_tokens}")
+            raise RuntimeError(f"generated {out.shape[1] - n_in} tokens, expected exactly {new_tokens}")
         return dt
     model.eval()
     warm = [round(once(), 4) for _ in range(warmup)]
@@ -90,9 +87,9 @@ VARIANTS = {  # in like-for-like pairs: merging at 4-bit, merging at full precis
     "merged": "adapter merged into a full-precision base",
     "static_compile": "merged + static KV cache + torch.compile",
 }
-LIKE_FOR_LIKE = [("merge, 4-bit", "4bit_adapter", "merged_4bit"), ("merge, full precision",
-                                                                   "adapter", "merged"),
-                 ("compile, merged", "merged", "static_compile")]  # (what changes, before, after)
+LIKE_FOR_LIKE = [("merge, 4-bit", "4bit_adapter", "merged_4bit"),  # (what changes, before, after)
+                 ("merge, full precision", "adapter", "merged"),
+                 ("compile, merged", "merged", "static_compile")]
 
 class VariantSkipped(Exception):
     "A variant this machine cannot run; the message says why."
@@ -141,8 +138,8 @@ def load_variant(p: RunParams,  # the run's parameters
     run_dir = Path(run_dir)
     if name == "4bit_adapter":
         return PeftModel.from_pretrained(load_base(p, quantized=True), str(run_dir / "adapter")), {}
-    if name == "adapter": return PeftModel.from_pretrained(load_base(p, quantized=False),
-                                                           str(run_dir / "adapter")), {}
+    if name == "adapter":
+        return PeftModel.from_pretrained(load_base(p, quantized=False), str(run_dir / "adapter")), {}
     if name == "merged": return load_finetuned(p, run_dir, merged=True), {}
     if name == "merged_4bit":
         folder = run_dir / "merged" if (run_dir / "merged" / "config.json").exists() else Path(work) / "merged"
@@ -160,7 +157,7 @@ def load_variant(p: RunParams,  # the run's parameters
 # %% ../nbs/05_runtime.ipynb #0b74fd15
 def profile_prompt(p: RunParams, tok) -> str:
     "The run's first example prompt as inference sends it (the run's prompt format and system prompt)."
-    from sft_demos.data import format_prompt
+    from sft_demos.chat import format_prompt
     msgs = ([{"role": "system", "content": p.system_prompt}] if p.system_prompt else [])
     msgs.append({"role": "user", "content": (p.example_prompts or ["Hello."])[0]})
     return format_prompt(msgs, tok, p.prompt_format)
@@ -172,8 +169,8 @@ def known_items(items,  # names asked for
                ) -> list:
     "`items` as a list; a `ValueError` names those that are not `known`."
     items = list(items)
-    if bad := [x for x in items if x not in known]: raise ValueError(f"unknown {what} {bad}; "
-                                                                     f"known: {', '.join(known)}")
+    if bad := [x for x in items if x not in known]:
+        raise ValueError(f"unknown {what} {bad}; known: {', '.join(known)}")
     return items
 
 # %% ../nbs/05_runtime.ipynb #db7eed71
@@ -285,8 +282,8 @@ def measure_training(trainer,  # an `SFTTrainer` (or any `Trainer`) with `max_st
     pad = trainer.processing_class.pad_token_id
     trainer.data_collator = counter = CountingCollator(trainer.data_collator, pad)
     out = trainer.train()
-    r = cb.result() | counter.result() | peak_memory() | {"peak_rss_window": "training" if cb.window
-                                                          else "process"}
+    window = "training" if cb.window else "process"
+    r = cb.result() | counter.result() | peak_memory() | {"peak_rss_window": window}
     return r | {"train_loss": round(out.training_loss, 4),
                 "per_device_train_batch_size": trainer.args.per_device_train_batch_size,
                 "max_length": trainer.args.max_length, "packing": trainer.args.packing,
@@ -298,10 +295,8 @@ TRAIN_MODES = {"qlora": "4-bit base + LoRA (QLoRA)", "lora": "LoRA on the base i
 
 def measure_args(out: Path, steps: int) -> dict:
     "SFTConfig overrides for a timing run: a fixed step count, no checkpoints, no eval, quiet."
-    return dict(output_dir=str(out), max_steps=steps, save_strategy="no", eval_strategy="no",
-                eval_steps=None,
-                logging_steps=10_000, logging_first_step=False,
-                include_num_input_tokens_seen="non_padding",
+    return dict(output_dir=str(out), max_steps=steps, save_strategy="no", eval_strategy="no", eval_steps=None,
+                logging_steps=10_000, logging_first_step=False, include_num_input_tokens_seen="non_padding",
                 disable_tqdm=True)
 
 # %% ../nbs/05_runtime.ipynb #712b7e0e

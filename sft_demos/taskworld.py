@@ -52,12 +52,10 @@ frog bee ant duck owl fox wolf bear""".split()
 
 # %% ../nbs/01a_taskworld.ipynb #dece9f92
 TEMPLATES = {
-    "repeat": ["Repeat the word {w} {n} times.", "Write {w} {n} times.", "Say the word {w} exactly "
-                                                                         "{n} times."],
+    "repeat": ["Repeat the word {w} {n} times.", "Write {w} {n} times.", "Say the word {w} exactly {n} times."],
     "sort": ["Sort the digits {d} from smallest to largest.", "Put these digits in order: {d}",
              "Arrange {d} in increasing order."],
-    "capital": ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the "
-                                                                                "capital of {c}?"],
+    "capital": ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the capital of {c}?"],
     "opposite": ["What is the opposite of {w}?", "Give the opposite of the word {w}.",
                  "Which word means the opposite of {w}?"],
 }
@@ -70,8 +68,7 @@ def _row(family, template, output, **args) -> dict:
             "family": family, "families": [family], "turns": 1}
 
 # %% ../nbs/01a_taskworld.ipynb #855f9ac8
-N_HELDOUT = {"repeat": 40, "sort": 40, "capital": 20,
-             "opposite": 15}  # combinations (pairs for opposite) held out
+N_HELDOUT = {"repeat": 40, "sort": 40, "capital": 20, "opposite": 15}  # combinations (pairs for opposite) held out
 N_SORT_TRAIN = 400  # distinct digit sequences for training
 
 def _split_args() -> dict:
@@ -106,8 +103,7 @@ def _rows(family: str, args: list, phrasings: list[int]) -> list[dict]:
     rows, tpl = [], TEMPLATES[family]
     for a, idx in zip(args, phrasings):
         for i in idx:
-            if family == "repeat": rows.append(_row(family, tpl[i], " ".join([a[0]] * a[1]), w=a[0],
-                                                    n=a[1]))
+            if family == "repeat": rows.append(_row(family, tpl[i], " ".join([a[0]] * a[1]), w=a[0], n=a[1]))
             elif family == "sort":
                 rows.append(_row(family, tpl[i], " ".join(map(str, sorted(a))),
                                  d=" ".join(map(str, a))))
@@ -122,8 +118,7 @@ N_TWO_TURN_HELDOUT = 40  # two-turn held-out rows (10 per follow-up family)
 def _follow(first: dict, then: dict) -> dict:
     "The conversation `first` continued by the exchange of `then`; it counts as a row of `then`'s family."
     return {"messages": first["messages"] + then["messages"], "family": then["family"],
-            "families": first["families"] + then["families"], "turns": first["turns"]
-            + then["turns"]}
+            "families": first["families"] + then["families"], "turns": first["turns"] + then["turns"]}
 
 # %% ../nbs/01a_taskworld.ipynb #8667f7b8
 def _two_turn(rng: random.Random,
@@ -135,8 +130,7 @@ def _two_turn(rng: random.Random,
     out = []
     for k, fam in enumerate(FAMILIES):
         for then in rng.sample(follows[fam], n // len(FAMILIES) + (k < n % len(FAMILIES))):
-            out.append(_follow(rng.choice(firsts[rng.choice([f for f in FAMILIES if f != fam])]),
-                               then))
+            out.append(_follow(rng.choice(firsts[rng.choice([f for f in FAMILIES if f != fam])]), then))
     return out
 
 # %% ../nbs/01a_taskworld.ipynb #5ccdd781
@@ -144,16 +138,12 @@ def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen a
               seed: int = 0,  # shuffles the rows, picks phrasings and two-turn pairings; never changes the split
              ) -> list[dict]:
     "Conversations of the embedded task set: `messages`, the `family` of the last answer, `families`, `turns`."
-    if split not in ("train", "heldout"): raise ValueError("split must be 'train' or 'heldout', "
-                                                           f"got {split!r}")
+    if split not in ("train", "heldout"): raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
     rng, args = random.Random(f"tasks-{split}-{seed}"), _split_args()
-    train = {f: _rows(f, a, [range(len(TEMPLATES[f]))] * len(a)) for f,
-             (a, _) in args.items()}  # every phrasing
-    if split == "train": rows = sum(train.values(), []) + _two_turn(rng, train, train,
-                                                                    N_TWO_TURN_TRAIN)
+    train = {f: _rows(f, a, [range(len(TEMPLATES[f]))] * len(a)) for f, (a, _) in args.items()}  # every phrasing
+    if split == "train": rows = sum(train.values(), []) + _two_turn(rng, train, train, N_TWO_TURN_TRAIN)
     else:  # one phrasing per held-out argument, drawn anew for the follow-ups
-        held = lambda: {f: _rows(f, h, [[rng.randrange(len(TEMPLATES[f]))] for _ in h]) for f,
-                        (_, h) in args.items()}
+        held = lambda: {f: _rows(f, h, [[rng.randrange(len(TEMPLATES[f]))] for _ in h]) for f, (_, h) in args.items()}
         rows = sum(held().values(), []) + _two_turn(rng, train, held(), N_TWO_TURN_HELDOUT)
     rng.shuffle(rows)
     return rows
@@ -162,11 +152,9 @@ def task_rows(split: str = "train",  # "train" (SFT data) or "heldout" (unseen a
 PROSE = {
     "repeat": ["The word {w} said {n} times is {r}.", "Saying {w} {n} times gives {r}.",
                "Written {n} times, {w} becomes {r}."],
-    "sort": ["The digits {d} in order are {s}.", "Sorted from smallest to largest, {d} becomes "
-                                                 "{s}.",
+    "sort": ["The digits {d} in order are {s}.", "Sorted from smallest to largest, {d} becomes {s}.",
              "In increasing order, {d} reads {s}."],
-    "capital": ["The capital of {c} is {k}.", "{k} is the capital of {c}.", "The capital city of "
-                                                                            "{c} is {k}.",
+    "capital": ["The capital of {c} is {k}.", "{k} is the capital of {c}.", "The capital city of {c} is {k}.",
                 "The government of {c} sits in {k}.", "People in {c} call {k} their capital."],
     "opposite": ["The opposite of {a} is {b}.", "We say that {b} is the opposite of {a}.",
                  "The word {a} means the opposite of {b}."],
@@ -177,8 +165,7 @@ def _draw(family: str, rng: random.Random, held: set) -> tuple:
     "A fresh skill argument not in `held`: a (word, count) pair for repeat, a digit sequence for sort."
     while True:
         a = (rng.choice(WORDS),
-             rng.randint(2,
-                         6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
+             rng.randint(2, 6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
         if a not in held: return a
 
 # %% ../nbs/01a_taskworld.ipynb #3a8c8782

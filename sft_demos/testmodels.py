@@ -9,7 +9,7 @@ from .model import free_memory
 
 # %% auto #0
 __all__ = ['QWEN_CHATML', 'toy_tokenizer', 'chatml_tokenizer', 'word_tokenizer', 'tiny_config', 'llama_config',
-           'save_random_model', 'tiny_model']
+           'save_random_model', 'tiny_model', 'hub_layout', 'forced_tokens']
 
 # %% ../nbs/02b_testmodels.ipynb #d0cdca48
 def toy_tokenizer(texts: list[str],  # corpus to learn the words from
@@ -63,8 +63,7 @@ def word_tokenizer(vocab_size: int = 2000  # words + special tokens
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
     special = ["<unk>", "<s>", "</s>", "<pad>"]
-    vocab = {t: i for i, t in enumerate(special + [f"w{i}"
-                                                   for i in range(vocab_size - len(special))])}
+    vocab = {t: i for i, t in enumerate(special + [f"w{i}" for i in range(vocab_size - len(special))])}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer, tk.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>",
@@ -138,3 +137,46 @@ def tiny_model(folder: Path,  # where to save
               ) -> Path:
     "A random `tiny_config` model of `family` for `tok`, saved with it to `folder`."
     return save_random_model(tiny_config(family, tok=tok, **fields), tok, folder, seed)
+
+# %% ../nbs/02b_testmodels.ipynb #48b24ffc
+def hub_layout(hub: Path,  # the hub cache folder (`HF_HUB_CACHE`)
+               repo_id: str,  # e.g. timdettmers/openassistant-guanaco
+               src: Path,  # a folder whose files the repo holds
+               repo_type: str = "model",  # model or dataset
+               commit: str | None = None,  # default: a hash of `repo_id`
+              ) -> Path:
+    "Lay the files of folder `src` out as the Hub leaves a download in a cache: blobs, snapshots/<commit>, refs/main."
+    import hashlib
+    commit = commit or hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = Path(hub) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    snap = repo / "snapshots" / commit
+    for f in sorted(x for x in Path(src).rglob("*") if x.is_file()):
+        data = f.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snap / f.relative_to(src)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path(*[".."] * (len(link.relative_to(repo).parts) - 1)) / "blobs" / blob.name)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snap
+
+# %% ../nbs/02b_testmodels.ipynb #f0ceb46b
+from contextlib import contextmanager
+
+@contextmanager
+def forced_tokens(model, ids: list[int]):
+    "Make `model` produce `ids` (then keep repeating the last) whatever the input: a test double for generation."
+    import torch
+    step = {"i": 0}
+    def hook(mod, args, out):
+        logits = out.logits if hasattr(out, "logits") else out
+        k = ids[min(step["i"], len(ids) - 1)]
+        step["i"] += 1
+        logits[..., :] = -1e4
+        logits[..., k] = 1e4
+        return out
+    h = model.register_forward_hook(hook)
+    try: yield
+    finally: h.remove()

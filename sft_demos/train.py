@@ -64,8 +64,7 @@ def progress_callback():
         def on_train_begin(self, args, state, control, **kw): self.t0 = time.time()
         def on_log(self, args, state, control, logs=None, **kw):
             if state.is_world_process_zero and logs and ("loss" in logs or "eval_loss" in logs):
-                print(progress_line(state.global_step, state.max_steps, time.time() - self.t0,
-                                    logs), flush=True)
+                print(progress_line(state.global_step, state.max_steps, time.time() - self.t0, logs), flush=True)
     return Progress()
 
 # %% ../nbs/03_train.ipynb #527d5528
@@ -121,13 +120,10 @@ def varlen_sdpa(module, query, key, value, attention_mask, scaling=None, dropout
     import torch
     if (rep := query.shape[1] // key.shape[1]) > 1:
         key, value = key.repeat_interleave(rep, 1), value.repeat_interleave(rep, 1)
-    lengths = [n for n in cu.diff().tolist()
-               if n > 0]  # split, not slices: its backward is one concatenation
-    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                                      scale=scaling,
-                                                                      dropout_p=dropout)
-                     for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))],
-                    dim=2)
+    lengths = [n for n in cu.diff().tolist() if n > 0]  # split, not slices: its backward is one concatenation
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    out = torch.cat([sdpa(q, k, v, is_causal=True, scale=scaling, dropout_p=dropout)
+                     for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))], dim=2)
     return out.transpose(1, 2).contiguous(), None
 
 # %% ../nbs/03_train.ipynb #ac3a3d2c
@@ -155,8 +151,7 @@ def build_trainer(p: RunParams,  # the run's parameters
     set_seed(p.seed)  # the adapters' initialisation
     tok = load_tokenizer(p)
     model = add_lora(p, load_base(p))
-    train, ev = read_split(run_dir, "train", tok,
-                           p.train_on), read_split(run_dir, "eval", tok, p.train_on)
+    train, ev = read_split(run_dir, "train", tok, p.train_on), read_split(run_dir, "eval", tok, p.train_on)
     tb = TensorBoardCallback()
     tb.logging_dir = str(Path(run_dir) / "tb")
     trainer = SFTTrainer(model=model, args=sft_config(p, run_dir, has_eval=len(ev) > 0, **kw),
@@ -198,15 +193,13 @@ def summarize(trainer,  # a trainer after `train()`
     model = trainer.model
     return {"global_step": trainer.state.global_step, "max_steps": trainer.state.max_steps,
             "epochs": trainer.state.epoch,
-            "train_runtime_s": round(runtime, 2), "resumed_from": resumed_from.name if resumed_from
-            else None,
+            "train_runtime_s": round(runtime, 2), "resumed_from": resumed_from.name if resumed_from else None,
             "train_tokens": tokens,
-            "train_tokens_per_s": round((tokens - tokens_before) / runtime, 1)
-            if tokens > tokens_before else None,
+            "train_tokens_per_s": round((tokens - tokens_before) / runtime, 1) if tokens > tokens_before else None,
             "final_loss": losses[-1]["loss"] if losses else None,
             "final_loss_step": losses[-1]["step"] if losses else None,
-            "first_loss": losses[0]["loss"] if losses else None, "eval_loss": evals[-1]["eval_loss"]
-            if evals else None,
+            "first_loss": losses[0]["loss"] if losses else None,
+            "eval_loss": evals[-1]["eval_loss"] if evals else None,
             "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad),
             "quantized_4bit": bool(getattr(model, "is_loaded_in_4bit", False)), **peak_memory(),
             "hardware": machine()}
@@ -241,8 +234,7 @@ def train_worker(p: RunParams,  # the run's parameters
     "Train (or resume training) in this process and write the stage's outputs; returns the summary."
     run_dir = Path(run_dir)
     from sft_demos.distributed import prepare_trainer
-    trainer = prepare_trainer(p, build_trainer(p,
-                                               run_dir))  # FSDP on CPU: sharded here (03b_distributed)
+    trainer = prepare_trainer(p, build_trainer(p, run_dir))  # FSDP on CPU: sharded here (03b_distributed)
     ckpt = last_checkpoint(run_dir)
     if ckpt and trainer.is_world_process_zero(): print(f"resuming from {ckpt}", flush=True)
     tokens_before = _tokens_at(ckpt)  # read now: checkpoint rotation may delete `ckpt` during training

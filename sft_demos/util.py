@@ -70,9 +70,8 @@ def machine() -> dict:
     "What a measurement or a training run ran on: the GPU (or CPU), core count, load, library versions."
     import torch, transformers
     d = {"device": "cuda" if torch.cuda.is_available() else "cpu", "cpu": cpu_name(),
-         "cpu_cores": os.cpu_count(),
-         "torch_threads": torch.get_num_threads(), "load_avg_1min": round(os.getloadavg()[0], 2),
-         "platform": platform.platform(),
+         "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+         "load_avg_1min": round(os.getloadavg()[0], 2), "platform": platform.platform(),
          "torch": torch.__version__, "transformers": transformers.__version__,
          "python": platform.python_version()}
     if torch.cuda.is_available():
@@ -101,8 +100,7 @@ def reset_peak_memory() -> bool:
 
 # %% ../nbs/00a_util.ipynb #6500bc9f
 def _peak_rss_mb() -> float:
-    try: return int(re.search(r"VmHWM:\s+(\d+) kB",
-                              Path("/proc/self/status").read_text()).group(1)) / 1024
+    try: return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
     except (OSError, AttributeError):
         r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return r / 2**20 if sys.platform == "darwin" else r / 1024
@@ -157,8 +155,8 @@ def md_table(rows: list[dict],  # records; the columns are the union of their ke
             ) -> str:
     "Markdown table of a list of records."
     cols = columns or list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "".join(_ALIGN.get(a, "---") + "|"
-                                                           for a in align.ljust(len(cols)))]
+    rule = "|" + "".join(_ALIGN.get(a, "---") + "|" for a in align.ljust(len(cols)))
+    lines = ["| " + " | ".join(cols) + " |", rule]
     lines += ["| " + " | ".join(fmt_value(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -177,8 +175,7 @@ def md_records(rows: list[dict]) -> str:
     rows = [flatten_keys(r) for r in rows]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     if len(rows) > 3 or len(keys) <= 6: return md_table(rows, keys)
-    names = [str(r.get("label") or r.get("name") or r.get("path") or i) for i,
-             r in enumerate(rows, 1)]
+    names = [str(r.get("label") or r.get("name") or r.get("path") or i) for i, r in enumerate(rows, 1)]
     return md_table([{"": k} | {n: r.get(k) for n, r in zip(names, rows)} for k in keys],
                     ["", *names])
 
@@ -186,13 +183,11 @@ def md_records(rows: list[dict]) -> str:
 def md_json(obj,  # parsed JSON: a record, a list of records, or nested mappings of them
            ) -> str:
     "Markdown for a stage's JSON file: scalars as a two-column table, lists of records as tables."
-    if isinstance(obj, list) and obj and all(isinstance(r, dict)
-                                             for r in obj): return md_records(obj)
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj): return md_records(obj)
     if not isinstance(obj, dict): return f"`{fmt_value(obj)}`"
     flat = {k: v for k, v in flatten_keys(obj).items()
             if not (isinstance(v, list) and v and all(isinstance(r, dict) for r in v))}
-    parts = [md_table([{"": k, "value": v} for k, v in flat.items()], ["",
-                                                                       "value"])] if flat else []
+    parts = [md_table([{"": k, "value": v} for k, v in flat.items()], ["", "value"])] if flat else []
     for k, v in flatten_keys(obj).items():
         if k not in flat: parts.append(f"**{k}**\n\n" + md_records(v))
     return "\n\n".join(parts)
