@@ -12,10 +12,10 @@ from pathlib import Path
 from .util import KERNEL_ARGS, md_table
 
 # %% auto #0
-__all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'settings', 'read_nb', 'split_directives', 'cell_view',
-           'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells', 'process_nb', 'execute_nb',
-           'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks', 'module_notebooks',
-           'api_page', 'runs_page', 'conf_py', 'build_site', 'main']
+__all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'settings', 'site_url', 'read_nb', 'split_directives',
+           'cell_view', 'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells', 'process_nb',
+           'execute_nb', 'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks',
+           'module_notebooks', 'api_page', 'runs_page', 'conf_py', 'build_site', 'main']
 
 # %% ../nbs/08_docs.ipynb #654a75cb
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -26,6 +26,15 @@ def settings(root: Path | None = None  # the checkout (default: the one this pac
     cp = ConfigParser(interpolation=None)
     cp.read(Path(root or ROOT) / "settings.ini")
     return dict(cp["DEFAULT"])
+
+# %% ../nbs/08_docs.ipynb #65a967e3
+def site_url(page: str = "",  # a page of the site, e.g. `runs/<run>/report.html`
+             root: Path | None = None,  # the checkout (default: the one this package is in)
+            ) -> str:
+    "Where `page` is on the published docs site: settings.ini's `doc_host` and `doc_baseurl`."
+    cfg = settings(root)
+    base = cfg["doc_host"].rstrip("/") + "/" + cfg.get("doc_baseurl", "").strip("/")
+    return base.rstrip("/") + "/" + page.lstrip("/")
 
 # %% ../nbs/08_docs.ipynb #20f529d9
 def read_nb(path: Path):
@@ -246,10 +255,16 @@ def _execute_site(nbs: Path, todo: list[str], log=print) -> dict:
     return executed
 
 # %% ../nbs/08_docs.ipynb #2c3c7e82
-def _readme_mapper(root: Path):
+def _readme_mapper(root: Path,  # the checkout
+                   site: str,  # the docs site's address (`site_url()`)
+                  ):
+    "README links: notebooks and run reports to their pages on the docs site, other files by their path here."
     def f(path: Path, anchor: str, img: bool):
         try: rel = path.relative_to(root).as_posix()
         except ValueError: return None
+        if not img and path.parent == root / "nbs" and path.suffix == ".ipynb": rel = f"{site}{path.stem}.html"
+        elif not img and path.name == "report.md" and path.parent.parent == root / "runs":
+            rel = f"{site}runs/{path.parent.name}/report.html"
         return rel + (f"#{anchor}" if anchor else "")
     return f
 
@@ -293,7 +308,7 @@ def build_readme(root: Path | None = None,  # the checkout (default: the one thi
     nbs = root / cfg["nbs_path"]
     out = Path(out) if out else root / "README.md"
     nb = execute_nb(read_nb(nbs / cfg.get("readme_nb", "index.ipynb")), nbs)
-    md = nb_to_markdown(process_nb(nb, nbs, _readme_mapper(root), api=False),
+    md = nb_to_markdown(process_nb(nb, nbs, _readme_mapper(root, site_url(root=root)), api=False),
                         out.parent / "README_files", "README_files/")
     out.write_text(README_HEADER + md)
     return out
