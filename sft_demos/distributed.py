@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import yaml
 from .params import ParamsError, RunParams, save_params
-from .util import resolve_dtype
+from .util import cpu_malloc_env, resolve_dtype
 
 # %% auto #0
 __all__ = ['FSDP_LAYER_CLS', 'nf4_weight_gb', 'fsdp_layer_cls', 'check_launch', 'launch_params', 'accelerate_config', 'Launch',
@@ -127,7 +127,7 @@ def prepare_launch(p: RunParams,  # the run's parameters (num_processes > 1)
     cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file", str(config),
            "-m", "sft_demos.train", str(run_dir), "--params", str(params)]
     (d / "command.txt").write_text(" ".join(cmd) + "\n")
-    env = {**os.environ, **({} if on_gpu else {"ACCELERATE_USE_CPU": "true"})}
+    env = dict(os.environ) if on_gpu else cpu_malloc_env({**os.environ, "ACCELERATE_USE_CPU": "true"})
     return Launch(cmd, env, config, params, log)
 
 # %% ../nbs/03b_distributed.ipynb #67e63ab1

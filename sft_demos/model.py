@@ -15,8 +15,9 @@ from .embedded import cache_key, cache_root, cached_build, embedded_path, embedd
 # %% auto #0
 __all__ = ['BNB_HANDLED', 'GGUF_PREFIX', 'GGUF_VERSION', 'SMOLLM2', 'LORA_HANDLED', 'compute_dtype', 'model_dtype', 'device_map',
            'bnb_config', 'base_path', 'is_gguf', 'gguf_file', 'gguf_provenance', 'model_provenance', 'convert_gguf',
-           'gguf_path', 'load_tokenizer', 'load_base', 'prose_recall', 'linear_names', 'lora_targets', 'lora_config',
-           'keep_trainable_4bit', 'add_lora', 'train_step', 'merge_adapter', 'load_finetuned', 'free_memory']
+           'gguf_path', 'load_tokenizer', 'release_file_mapping', 'load_base', 'prose_recall', 'linear_names',
+           'lora_targets', 'lora_config', 'keep_trainable_4bit', 'add_lora', 'train_step', 'merge_adapter',
+           'load_finetuned', 'free_memory']
 
 # %% ../nbs/02_model.ipynb #920bf8ec
 import logging
@@ -223,6 +224,22 @@ def _falcon_as_linear(path: str, p: RunParams):
     try: yield
     finally: mf.FalconLinear = orig
 
+# %% ../nbs/02_model.ipynb #0d0842d2
+def _file_ranges() -> list[tuple[int, int]]:
+    "Address ranges of this process's file-backed memory maps (Linux; empty elsewhere)."
+    try: maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError: return []
+    return [tuple(int(a, 16) for a in l.split()[0].split("-")) for l in maps
+            if len(l.split()) > 5 and l.split()[5].startswith("/")]
+
+def release_file_mapping(model):
+    "Copy the CPU parameters that are views of a file's memory map into process memory; returns `model`."
+    ranges = _file_ranges()
+    for q in model.parameters():
+        ptr = q.untyped_storage().data_ptr()
+        if q.device.type == "cpu" and any(a <= ptr < b for a, b in ranges): q.data = q.data.clone()
+    return model
+
 # %% ../nbs/02_model.ipynb #20d6cf1d
 def load_base(p: RunParams,  # the run's parameters
               quantized: bool | None = None,  # 4-bit nf4 (QLoRA); None = `p.load_in_4bit`
@@ -237,11 +254,12 @@ def load_base(p: RunParams,  # the run's parameters
               **_hub_kwargs(p))
     if quantized: kw["quantization_config"] = bnb_config(p)
     with _falcon_as_linear(path, p) if quantized else nullcontext():
-        try: return AutoModelForCausalLM.from_pretrained(path, **kw)
+        try: m = AutoModelForCausalLM.from_pretrained(path, **kw)
         except ValueError as e:  # sdpa is the default; architectures without it (MPT) fall back to eager
             if p.attn_implementation != "sdpa" or "does not support an attention implementation" not in str(e): raise
             print(f"{path}: no sdpa attention for this architecture, using eager")
-            return AutoModelForCausalLM.from_pretrained(path, **{**kw, "attn_implementation": "eager"})
+            m = AutoModelForCausalLM.from_pretrained(path, **{**kw, "attn_implementation": "eager"})
+    return release_file_mapping(m) if quantized else m  # a full-precision load maps every weight: left as is
 
 # %% ../nbs/02_model.ipynb #545267d7
 def prose_recall(model, tok, prompts: list[str], answers: list[str]) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 from .params import ParamsError, RunParams, load_params, save_params, list_recipes
 from .params import STAGE_TABLE, STAGES
 from .rundir import new_run_dir
-from .util import KERNEL_ARGS, write_atomic
+from .util import KERNEL_ARGS, cpu_malloc_env, write_atomic
 
 # %% auto #0
 __all__ = ['RUNNER_ENV', 'QUIET_WARNINGS', 'SUBCOMMANDS', 'nbs_dir', 'read_status', 'write_status', 'secret_values',
@@ -111,15 +111,22 @@ def _failing_cell(nb_path: Path) -> str:
             return next((l for l in c.source.strip().split("\n") if not _DIRECTIVE.match(l)), "?")
     return "?"
 
+# %% ../nbs/07_pipeline.ipynb #fe9235b6
+def _has_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
 # %% ../nbs/07_pipeline.ipynb #abb02f4e
 RUNNER_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 QUIET_WARNINGS = ["ignore:IProgress not found", "ignore:`is_gradient_checkpointing` is deprecated"]
 
-def runner_env(env: dict | None = None  # environment to update (default: this process's)
+def runner_env(env: dict | None = None,  # environment to update (default: this process's)
+               cpu: bool | None = None,  # kernels that train on CPU (None: no GPU here) start with `CPU_MALLOC_ENV`
               ) -> dict:
     "Set in `env` the variables the stage kernels read when the runner executes them; returns `env`."
     env = os.environ if env is None else env
     for k, v in RUNNER_ENV.items(): env.setdefault(k, v)
+    if cpu if cpu is not None else not _has_cuda(): cpu_malloc_env(env)
     have = [w for w in env.get("PYTHONWARNINGS", "").split(",") if w]
     env["PYTHONWARNINGS"] = ",".join(have + [w for w in QUIET_WARNINGS if w not in have])
     return env

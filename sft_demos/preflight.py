@@ -11,11 +11,11 @@ from .params import DataSource, ParamsError, RunParams
 from .hub import HUB_TIMEOUT, HubProbe, cached_snapshot
 
 # %% auto #0
-__all__ = ['GATED_ORGS', 'NF4_BYTES', 'ACT_PER_TOKEN_LAYER', 'LOGIT_COPIES', 'OVERHEAD', 'CUDA_CONTEXT', 'RULE_FLOPS',
-           'PreflightError', 'Source', 'fetch_hint', 'check_hub', 'check_model', 'check_dataset', 'check_eval_data',
-           'check_sources', 'sources_text', 'require_sources', 'model_config', 'param_counts', 'memory_plan',
-           'memory_budget', 'fitting_settings', 'tokens_per_s', 'time_plan', 'gib', 'plan_run', 'plan_text',
-           'preflight', 'write_plan', 'plan_vs_measured']
+__all__ = ['GATED_ORGS', 'NF4_BYTES', 'ACT_PER_TOKEN_LAYER', 'HEAD_TILES', 'HEAD_VOCAB', 'LOGIT_COPIES', 'ALLOCATOR', 'OVERHEAD',
+           'CUDA_CONTEXT', 'RULE_FLOPS', 'PreflightError', 'Source', 'fetch_hint', 'check_hub', 'check_model',
+           'check_dataset', 'check_eval_data', 'check_sources', 'sources_text', 'require_sources', 'model_config',
+           'param_counts', 'memory_plan', 'memory_budget', 'fitting_settings', 'tokens_per_s', 'time_plan', 'gib',
+           'plan_run', 'plan_text', 'preflight', 'write_plan', 'plan_vs_measured']
 
 # %% ../nbs/02a_preflight.ipynb #f36c1f58
 class PreflightError(ParamsError):
@@ -246,16 +246,18 @@ NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256),  # double quant: 4-bit codes, 
              False: 0.5 + 4 / 64}  # fp32 absmax per block of 64
 ACT_PER_TOKEN_LAYER = (14, 6,
                        3)  # tensors saved for backward per token and layer, in units of (hidden, mlp, kv) width
-LOGIT_COPIES = {"cpu": 14,  # vocabulary-wide float32 tensors per token resident at the CPU peak (measured)
-                "cuda": 3}  # float32 logits, their log-softmax and its gradient live at once at the loss
-OVERHEAD = {"cpu": 0.75 * 2**30,  # the process besides its tensors: Python, the training stack, loading leftovers
+HEAD_TILES = 8.3  # tile-sized float32 tensors alive at once in the CPU backward of TRL's fused LM head (measured)
+HEAD_VOCAB = 32768  # vocabulary side of the fused head's tiles (TRL's `_CHUNKED_LOGPROB_CHUNK_SIZE`)
+LOGIT_COPIES = 3  # GPU: float32 logits, their log-softmax and its gradient live at once at the loss
+ALLOCATOR = 0.01  # CPU: resident bytes beyond the live ones, a share of activations + head tiles (measured -2 to +4%)
+OVERHEAD = {"cpu": 0.57 * 2**30,  # the process before its first step, less its weights: Python, the training stack
             "cuda": 0.0}  # torch's allocator counters exclude the CUDA context, which the budget leaves aside
 CUDA_CONTEXT = 0.5 * 2**30  # kept free on each GPU for the CUDA context and kernels
 
 # %% ../nbs/02a_preflight.ipynb #509936ac
 def memory_plan(cfg, p: RunParams, device: str = "cpu", counts: dict | None = None) -> dict:
-    "Bytes of one training process by term: weights in the run's quantization, LoRA + AdamW, activations, logits."
-    from sft_demos.util import resolve_dtype
+    "Bytes of one training process by term: weights, LoRA + AdamW, activations, the loss's head, allocator, overhead."
+    from sft_demos.util import CPU_HEAD_TOKENS, resolve_dtype
     c = counts or param_counts(cfg, p)
     sh, gpu = _shape(cfg), device == "cuda"
     size = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -266,17 +268,19 @@ def memory_plan(cfg, p: RunParams, device: str = "cpu", counts: dict | None = No
     tokens = p.per_device_train_batch_size * p.max_length
     a, b, k = ACT_PER_TOKEN_LAYER
     layer = tokens * (a * sh["hidden"] + b * sh["mlp"] + k * sh["kv"]) * cd
+    inputs = tokens * sh["layers"] * sh["hidden"] * cd  # what checkpointing keeps: each layer's input
+    if gpu: loss = {"logits": LOGIT_COPIES * tokens * sh["vocab"] * 4}
+    else: loss = {"head_tiles": HEAD_TILES * min(tokens, CPU_HEAD_TOKENS) * min(sh["vocab"], HEAD_VOCAB) * 4}
+    recompute = layer if gpu else max(0, layer - loss["head_tiles"])  # on CPU the tiles are gone by then
+    act = inputs + recompute if p.gradient_checkpointing else layer * sh["layers"]
     terms = {"weights": weights, "lora_and_optimizer": c["lora"] * 16,  # fp32 weight, grad, AdamW exp_avg, exp_avg_sq
-             "activations": (tokens * sh["layers"] * sh["hidden"] * cd + layer)
-             if p.gradient_checkpointing
-             else layer * sh["layers"],
-             "logits": LOGIT_COPIES[device] * tokens * sh["vocab"] * 4, "overhead": OVERHEAD[device]}
+             "activations": act, **loss,
+             "allocator": 0 if gpu else ALLOCATOR * (act + loss["head_tiles"]), "overhead": OVERHEAD[device]}
     return {"device": device, "params": c, "shape": sh, "tokens_per_micro_batch": tokens,
             "compute_bytes": cd,
             "terms": {k: int(v) for k, v in terms.items()}, "total": int(sum(terms.values())),
             "activations_without_checkpointing": int(layer * sh["layers"]),
-            "activations_with_checkpointing": int(tokens * sh["layers"] * sh["hidden"] * cd
-                                                  + layer)}
+            "activations_with_checkpointing": int(inputs + layer)}
 
 # %% ../nbs/02a_preflight.ipynb #f7b88e27
 def memory_budget() -> dict:

@@ -8,12 +8,12 @@ import argparse, json, sys, time
 from pathlib import Path
 from .params import RunParams, load_params, passed_on
 from .model import add_lora, compute_dtype, load_base, load_tokenizer, merge_adapter
-from .util import machine, peak_memory, read_jsonl, write_atomic
+from .util import CPU_HEAD_TOKENS, machine, peak_memory, read_jsonl, write_atomic
 
 # %% auto #0
 __all__ = ['SFT_RENAMED', 'SFT_HANDLED', 'VARLEN_SDPA', 'read_split', 'resolve_optim', 'progress_line', 'progress_callback',
-           'sft_config', 'varlen_sdpa', 'register_varlen_sdpa', 'build_trainer', 'last_checkpoint', 'summarize',
-           'name_base', 'train_worker', 'run_train', 'main']
+           'sft_config', 'varlen_sdpa', 'register_varlen_sdpa', 'set_head_tokens', 'build_trainer', 'last_checkpoint',
+           'summarize', 'name_base', 'train_worker', 'run_train', 'main']
 
 # %% ../nbs/03_train.ipynb #b5c3a4c4
 def read_split(run_dir: str | Path,  # run folder written by the data stage
@@ -137,6 +137,14 @@ def register_varlen_sdpa() -> str:
     AttentionMaskInterface.register(VARLEN_SDPA, sdpa_mask)
     return VARLEN_SDPA
 
+# %% ../nbs/03_train.ipynb #9394f9f5
+def set_head_tokens(n: int  # tokens per tile
+                   ) -> int:
+    "Set the token side of TRL's fused-head tiles (`trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE`); returns the old one."
+    from trl.kernels import chunked_logprob
+    old, chunked_logprob.TOKEN_CHUNK_SIZE = chunked_logprob.TOKEN_CHUNK_SIZE, n
+    return old
+
 # %% ../nbs/03_train.ipynb #65c9fd62
 def build_trainer(p: RunParams,  # the run's parameters
                   run_dir: str | Path,  # run folder with data/ from the data stage
@@ -165,6 +173,7 @@ def build_trainer(p: RunParams,  # the run's parameters
     if compute_dtype(p) == torch.float32:
         for q in trainer.model.parameters():
             if q.requires_grad: q.data = q.data.float()
+    if not torch.cuda.is_available(): set_head_tokens(CPU_HEAD_TOKENS)
     if p.packing and trainer.model.config._attn_implementation == "sdpa":
         trainer.model.get_base_model().set_attn_implementation(register_varlen_sdpa())
     return trainer

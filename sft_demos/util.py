@@ -8,9 +8,10 @@ import hashlib, json, os, platform, re, resource, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['KERNEL_ARGS', 'write_atomic', 'write_jsonl', 'read_jsonl', 'sha256_file', 'resolve_dtype', 'torch_dtype', 'cpu_name',
-           'machine', 'machine_label', 'reset_peak_memory', 'peak_memory', 'memory_label', 'fmt_value', 'md_cell',
-           'md_table', 'flatten_keys', 'md_records', 'md_json']
+__all__ = ['KERNEL_ARGS', 'CPU_MALLOC_ENV', 'CPU_HEAD_TOKENS', 'write_atomic', 'write_jsonl', 'read_jsonl', 'sha256_file',
+           'resolve_dtype', 'torch_dtype', 'cpu_name', 'machine', 'machine_label', 'reset_peak_memory', 'peak_memory',
+           'memory_label', 'fmt_value', 'md_cell', 'md_table', 'flatten_keys', 'md_records', 'md_json',
+           'cpu_malloc_env']
 
 # %% ../nbs/00a_util.ipynb #9d54e400
 def write_atomic(path: str | Path, text: str) -> Path:
@@ -194,3 +195,15 @@ def md_json(obj,  # parsed JSON: a record, a list of records, or nested mappings
 
 # %% ../nbs/00a_util.ipynb #7e7f1add
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's start-up chatter stays out of the output
+
+# %% ../nbs/00a_util.ipynb #dfc3ecff
+CPU_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # glibc: blocks of 128 KiB and up mapped, unmapped when freed
+
+def cpu_malloc_env(env: dict  # environment of a CPU training process about to start; updated
+                  ) -> dict:
+    "Add the allocator settings `CPU_MALLOC_ENV` to `env`, keeping values already there; returns `env`."
+    for k, v in CPU_MALLOC_ENV.items(): env.setdefault(k, v)
+    return env
+
+# %% ../nbs/00a_util.ipynb #36cdb602
+CPU_HEAD_TOKENS = 256  # tokens per tile of TRL's fused LM head on CPU (TRL's own 4,096 is sized for GPUs)
