@@ -13,14 +13,15 @@ from .util import md_table, read_jsonl, write_atomic
 from .minisets import EMBEDDED_DATA, dataset_cache_dir
 from .realsets import RealDataError, card_files, read_card, real_data, split_size, subset, use_punkt
 from .chat import generate, stop_ids
+from .embedded import cache_key, cache_root, cached_build
 
 # %% auto #0
 __all__ = ['LEADERBOARD_METRICS', 'TASK_LABELS', 'METRIC_LABELS', 'SUITE_GROUP', 'CHAT_GROUP', 'SUITE_DATA', 'TURNS',
            'COMMAND_METRICS', 'EvalError', 'task_manager', 'leaf_tasks', 'task_dataset', 'local_configs', 'Suite',
            'data_root', 'plan_suite', 'suite_config', 'portable_suite', 'lm_eval_run', 'suite_scores', 'heldout_scores',
-           'check_model', 'example_prompts', 'evaluate_model', 'task_label', 'metrics_rows', 'metrics_table',
-           'samples_markdown', 'heldout_examples', 'check_adapter_base', 'drift_record', 'run_eval', 'eval_settings',
-           'samples_record', 'write_results']
+           'check_model', 'example_prompts', 'base_scores_dir', 'benchmark_scores', 'evaluate_model', 'task_label',
+           'metrics_rows', 'metrics_table', 'samples_markdown', 'heldout_examples', 'check_adapter_base',
+           'drift_record', 'run_eval', 'eval_settings', 'samples_record', 'write_results']
 
 # %% ../nbs/04_eval.ipynb #e80f5a5e
 class EvalError(ValueError):
@@ -47,9 +48,8 @@ def task_manager(names: list[str],  # task, group or tag names the run asks for
     import lm_eval.tasks
     from lm_eval.tasks import TaskManager
     builtin = Path(lm_eval.tasks.__file__).parent
-    small = TaskManager(include_path=[builtin / d for d in _LEADERBOARD_DIRS]
-                        + [Path(x) for x in include_path],
-                        include_defaults=False)
+    folders = [builtin / d for d in _LEADERBOARD_DIRS] + [Path(x) for x in include_path]
+    small = TaskManager(include_path=folders, include_defaults=False)
     if all(n in small.task_index for n in names): return small
     if include_path: return TaskManager(include_path=[Path(x) for x in include_path])
     if "tm" not in _FULL_INDEX: _FULL_INDEX["tm"] = TaskManager()
@@ -82,8 +82,7 @@ def task_dataset(tm, leaf: str) -> tuple[str, str | None]:
 # %% ../nbs/04_eval.ipynb #220e1cfc
 def local_configs(folder: Path) -> set[str]:
     "Config names a local dataset folder holds: README `configs:` header plus sub-folder names."
-    names = {d.name for d in Path(folder).iterdir()
-             if d.is_dir()} if Path(folder).is_dir() else set()
+    names = {d.name for d in Path(folder).iterdir() if d.is_dir()} if Path(folder).is_dir() else set()
     return names | {c.get("config_name", "default") for c in read_card(folder).get("configs", [])
                     if isinstance(c, dict)}
 
@@ -319,8 +318,8 @@ def _pick_metric(res: dict) -> str:
 
 # %% ../nbs/04_eval.ipynb #1be46e89
 def _num(x) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x,
-                                                                      bool) and math.isfinite(x) else None
+    number = isinstance(x, (int, float)) and not isinstance(x, bool)
+    return float(x) if number and math.isfinite(x) else None
 
 # %% ../nbs/04_eval.ipynb #20bda97f
 def _leaf_metrics(res: dict, leaves: list[str]) -> dict:
@@ -423,6 +422,46 @@ def _lm_eval_summary(out: dict) -> dict:
     keep = ("results", "n-shot", "n-samples", "versions", "max_length", "lm_eval_version")
     return {k: out[k] for k in keep if k in out}
 
+# %% ../nbs/04_eval.ipynb #f51acce9
+def _data_files(folders) -> dict[str, list]:
+    "Each dataset folder's files with their sizes: a changed file changes the cache key."
+    return {str(d): sorted((f.relative_to(d).as_posix(), f.stat().st_size)
+                           for f in Path(d).rglob("*") if f.is_file()) for d in sorted(set(folders))}
+
+def base_scores_dir(p: RunParams, suite: Suite) -> Path:
+    "The cache folder of the base's lm-eval scores on `suite`."
+    import lm_eval
+    from sft_demos.baseanswers import base_identity
+    key = cache_key(base_identity(p), suite_config(suite), suite.samples, suite.chat, _data_files(suite.datasets.values()),
+                    p.eval_limit, p.eval_batch_size, lm_eval.__version__)
+    return cache_root() / "base-scores" / f"scores-{key}"
+
+# %% ../nbs/04_eval.ipynb #f5256b0d
+def benchmark_scores(model, tok,  # the loaded model and its tokenizer
+                     p: RunParams,  # the run's parameters
+                     suite: Suite,  # from `plan_suite`
+                     what: str = "model",  # name in messages
+                     log=print,
+                     cache: Path | None = None,  # `base_scores_dir`: read from there, or written there once
+                     run: str = "",  # the run that computes them, recorded with cached scores
+                    ) -> dict:
+    "The lm-eval scores of one model on `suite` (`leaderboard`, `lm_eval`), from `cache` when it holds them."
+    if cache is not None and (cache / "scores.json").is_file():
+        got = json.loads((cache / "scores.json").read_text())
+        log(f"{what}: lm-eval scores read from {cache} (computed by {got['cached']['run'] or 'another run'})")
+        return got
+    t0 = time.time()
+    log(f"{what}: lm-eval {', '.join(f'{t} ({suite.num_fewshot[t]}-shot)' for t in suite.tasks)} ...")
+    raw = lm_eval_run(model, tok, suite, p.eval_limit, p.eval_batch_size)
+    out = {"leaderboard": suite_scores(raw, suite), "lm_eval": _lm_eval_summary(raw)}
+    got = ", ".join(f"{k} {v['value']:.3f}" for k, v in out["leaderboard"]["tasks"].items())
+    log(f"{what}: lm-eval {got} ({time.time() - t0:.1f}s)")
+    if cache is not None:
+        record = out | {"cached": {"run": run, "seconds": round(time.time() - t0, 1), "folder": cache.name}}
+        cached_build(cache, "scores.json",
+                     lambda tmp: write_atomic(tmp / "scores.json", json.dumps(record, indent=1, default=str)), log)
+    return out
+
 # %% ../nbs/04_eval.ipynb #cad76fa5
 def evaluate_model(model, tok,  # the loaded model and its tokenizer
                    p: RunParams,  # the run's parameters
@@ -430,17 +469,12 @@ def evaluate_model(model, tok,  # the loaded model and its tokenizer
                    heldout: list[dict],  # data/heldout.jsonl rows; empty = none
                    what: str = "model",  # name in messages
                    log=print,
+                   cache: Path | None = None,  # the base's `base_scores_dir`; None = always score
+                   run: str = "",  # the run's folder name, recorded with cached scores
                   ) -> dict:
     "Benchmarks, held-out exact match and example generations of one model."
     check_model(model, tok, what)
-    out, t0 = {}, time.time()
-    if suite is not None:
-        log(f"{what}: lm-eval "
-            f"{', '.join(f'{t} ({suite.num_fewshot[t]}-shot)' for t in suite.tasks)} ...")
-        raw = lm_eval_run(model, tok, suite, p.eval_limit, p.eval_batch_size)
-        out["leaderboard"], out["lm_eval"] = suite_scores(raw, suite), _lm_eval_summary(raw)
-        got = ", ".join(f"{k} {v['value']:.3f}" for k, v in out["leaderboard"]["tasks"].items())
-        log(f"{what}: lm-eval {got} ({time.time() - t0:.1f}s)")
+    out = benchmark_scores(model, tok, p, suite, what, log, cache, run) if suite is not None else {}
     if heldout:
         t0 = time.time()
         log(f"{what}: held-out exact match on {len(heldout)} rows ...")
@@ -449,10 +483,9 @@ def evaluate_model(model, tok,  # the loaded model and its tokenizer
         if cmd := command_scores(out["heldout_predictions"], heldout): out["commands"] = cmd  # shell-command rows
         log(f"{what}: held-out exact match {out['heldout']['exact_match']:.3f} on {len(heldout)} "
             f"rows ({time.time() - t0:.1f}s)")
-    out["samples"] = generate(model, tok, example_prompts(p, tok), p.max_new_tokens, p.do_sample,
-                              p.temperature,
-                              p.top_p,
-                              seed=p.seed) if p.example_prompts else []
+    prompts = example_prompts(p, tok)
+    out["samples"] = generate(model, tok, prompts, p.max_new_tokens, p.do_sample, p.temperature, p.top_p,
+                              seed=p.seed) if prompts else []
     return out
 
 # %% ../nbs/04_eval.ipynb #3113500a
@@ -461,8 +494,8 @@ def _row(metric: str, key: str, res: dict, get) -> dict:
     row = {"metric": metric, "key": key}
     for m, r in res.items():
         v = get(r)
-        row[m], row[f"{m}_stderr"] = (v if isinstance(v, tuple) else (v,
-                                                                      None)) if v is not None else (None, None)
+        if v is None: v = (None, None)
+        row[m], row[f"{m}_stderr"] = v if isinstance(v, tuple) else (v, None)
     b, f = row.get("base"), row.get("finetuned")
     row["delta"] = f - b if b is not None and f is not None else None
     return row
@@ -528,8 +561,7 @@ def metrics_rows(res: dict  # model name ("base", "finetuned") -> `evaluate_mode
     first = next(iter(res.values()), {})
     rows = _benchmark_rows(res, first)
     if "heldout" in first:
-        rows.append(_row("Held-out exact match", "heldout", res,
-                         lambda r: r["heldout"]["exact_match"]))
+        rows.append(_row("Held-out exact match", "heldout", res, lambda r: r["heldout"]["exact_match"]))
         for fam in first["heldout"]["families"]:
             rows.append(_row(f"Held-out exact match: {fam}", f"heldout.{fam}", res,
                              lambda r, f=fam: r["heldout"]["families"][f]["exact_match"]))
@@ -565,8 +597,7 @@ def samples_markdown(samples: dict) -> str:
     "samples.md: the settings, each example prompt with every model's answer, then held-out examples."
     st, models = samples["settings"], samples["models"]
     how = (f"sampling (temperature {st['temperature']}, top_p {st['top_p']}, seed {st['seed']})"
-           if st["do_sample"]
-           else "greedy decoding")
+           if st["do_sample"] else "greedy decoding")
     out = [f"# Example prompts\n\n{how.capitalize()}, up to {st['max_new_tokens']} new tokens, "
            f"prompts formatted as `{st['prompt_format']}`"
            + (f" with the system prompt {st['system_prompt']!r}" if st["system_prompt"] else "")
@@ -576,8 +607,8 @@ def samples_markdown(samples: dict) -> str:
         out += [f"**{m}**\n\n```text\n{s[m].strip() or '(empty)'}\n```" for m in models]
     if samples.get("heldout_examples"):
         rows = [{"family": h["family"], "turn": h.get("turn", 1), "instruction": _cell(h["prompt"]),
-                 "answer": _cell(h["answer"]),
-                 **{m: _cell(h[m]) for m in models}} for h in samples["heldout_examples"]]
+                 "answer": _cell(h["answer"]), **{m: _cell(h[m]) for m in models}}
+                for h in samples["heldout_examples"]]
         out.append("## Held-out examples\n\nTurn 2 is a follow-up: the instruction shown came "
                    "after a training instruction and its answer.\n\n"
                    + md_table(rows, ["family", "turn", "instruction", "answer", *models]))
@@ -591,8 +622,7 @@ def heldout_examples(heldout: list[dict],  # data/heldout.jsonl rows
     out = []
     for f in dict.fromkeys(r["family"] for r in heldout):
         for t, k in per_turn.items():
-            out += [i for i, r in enumerate(heldout) if r["family"] == f
-                    and r.get("turn", 1) == t][:k]
+            out += [i for i, r in enumerate(heldout) if r["family"] == f and r.get("turn", 1) == t][:k]
     return out
 
 # %% ../nbs/04_eval.ipynb #0d45a1f2
@@ -639,8 +669,8 @@ def run_eval(p: RunParams,  # the run's parameters
     if p.drift:  # the base's answers to the drift prompts: generated once per base, then read from the cache
         from sft_demos.baseanswers import DRIFT_NEW_TOKENS, base_answers, drift_prompts
         answers = base_answers(p, drift_prompts(), DRIFT_NEW_TOKENS, log=log)
-    for what in ["finetuned"] + (["base"] if p.eval_base
-                                 else []):  # finetuned first: a broken adapter fails early
+    models = ["finetuned", "base"] if p.eval_base else ["finetuned"]  # finetuned first: a broken adapter fails early
+    for what in models:
         t0 = time.time()
         tok = load_tokenizer(p, adapter if what == "finetuned"
                              and (adapter / "tokenizer_config.json").is_file() else None)
@@ -648,7 +678,8 @@ def run_eval(p: RunParams,  # the run's parameters
         except Exception as e:
             src = base_path(p) if what == "base" else f"{base_path(p)} + {adapter}"
             raise EvalError(f"{what}: cannot load the model ({src}): {type(e).__name__}: {e}") from e
-        res[what] = evaluate_model(model, tok, p, suite, heldout, what, log)
+        cache = base_scores_dir(p, suite) if what == "base" and suite and p.eval_base_cache else None
+        res[what] = evaluate_model(model, tok, p, suite, heldout, what, log, cache, run_dir.name)
         if answers and what == "finetuned":
             from sft_demos.baseanswers import answer_nll
             res[what]["drift_nll"] = answer_nll(model, tok, answers["prompts"], answers["answers"])
@@ -717,12 +748,17 @@ def _suite_files(suite: Suite, run_dir: Path) -> dict[str, str]:
     if suite.samples: files["lm_eval_tasks/samples.json"] = json.dumps(suite.samples)
     return files
 
-def _benchmark_note(p: RunParams, suite: Suite | None) -> str:
-    "A line under the table when some benchmark rows are on the bundled mini-sets."
-    if not suite or not suite.miniset: return ""
-    names = ", ".join(TASK_LABELS.get(n, n) for n in suite.miniset)
-    return (f"\n*Rows marked mini-set ({names}) are scored on the bundled offline mini-sets: a smoke test of the "
-            "evaluation, not a benchmark.*\n")
+def _benchmark_note(p: RunParams, suite: Suite | None, cached: dict | None = None) -> str:
+    "Lines under the table: benchmark rows on the bundled mini-sets; base scores read from the cache."
+    note = ""
+    if suite and suite.miniset:
+        names = ", ".join(TASK_LABELS.get(n, n) for n in suite.miniset)
+        note += (f"\n*Rows marked mini-set ({names}) are scored on the bundled offline mini-sets: a smoke test of the "
+                 "evaluation, not a benchmark.*\n")
+    if cached:
+        note += (f"\n*The base's benchmark scores were computed by {cached['run'] or 'an earlier run'} on the same "
+                 f"base, items and settings, and read from the cache ({cached['folder']}).*\n")
+    return note
 
 def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, heldout: list[dict],
                   drift: dict | None = None):
@@ -731,6 +767,8 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
     from sft_demos.general import add_verdicts, drift_markdown
     rows = add_verdicts(metrics_rows(res), p.verdict_z)
     metrics = {"settings": eval_settings(p, suite), "table": rows}
+    cached = res.get("base", {}).get("cached")
+    if cached: metrics["settings"]["base_scores_cached"] = cached
     if drift: metrics["drift"] = drift
     if suite: metrics["leaderboard"] = {m: r["leaderboard"] for m, r in res.items()}
     if heldout:
@@ -740,8 +778,8 @@ def write_results(p: RunParams, run_dir: Path, res: dict, suite: Suite | None, h
     if any("commands" in r for r in res.values()): metrics["commands"] = {m: r.get("commands") for m, r in res.items()}
     samples = samples_record(p, res, heldout)
     texts = {"metrics.json": json.dumps(metrics, indent=1, default=str),
-             "metrics.md": metrics_table(rows, models) + _benchmark_note(p, suite)
-                           + ("\n" + drift_markdown(drift) if drift else ""),
+             "metrics.md": (metrics_table(rows, models) + _benchmark_note(p, suite, cached)
+                            + ("\n" + drift_markdown(drift) if drift else "")),
              "samples.json": json.dumps(samples, indent=1), "samples.md": samples_markdown(samples)}
     if suite:  # `cd RUN_DIR && lm_eval --include_path lm_eval_tasks --tasks sft_demos_suite` reruns the suite
         (Path(run_dir) / "lm_eval_tasks").mkdir(exist_ok=True)

@@ -261,7 +261,7 @@ def prompt_sets(p: RunParams, run_dir: Path, tok) -> dict:
     d = Path(run_dir) / "data"
     if not (d / "train.jsonl").is_file():
         raise ExportError(f"{d}/train.jsonl not found: the checks tokenize the run's formatted rows; "
-                          "run the data stage into this folder (`sft-demos run --resume {run_dir}`) first")
+                          f"run the data stage into this folder (`sft-demos run --resume {run_dir}`) first")
     heldout = read_jsonl(d / "heldout.jsonl") if (d / "heldout.jsonl").is_file() else []
     return {"train": [r["prompt"] + r["completion"] for r in read_jsonl(d / "train.jsonl")],
             "heldout": [r["prompt"] for r in heldout], "examples": example_prompts(p, tok),
@@ -274,8 +274,7 @@ def llama(path: Path, vocab_only: bool = False, n_ctx: int = 1024, threads: int 
     "A llama.cpp model (`llama_cpp.Llama`) for `path`, quiet."
     import llama_cpp
     return llama_cpp.Llama(str(path), vocab_only=vocab_only, n_ctx=n_ctx, n_threads=threads,
-                           n_threads_batch=threads,
-                           verbose=False, seed=0)
+                           n_threads_batch=threads, verbose=False, seed=0)
 
 # %% ../nbs/05b_export.ipynb #20715df1
 def first_mismatch(a: list[int], b: list[int]) -> int:
@@ -466,8 +465,7 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
     stop_tokens = [tok.convert_ids_to_tokens(i) for i in stops]
     template = modelfile_check(parts, sets["_heldout_rows"]) if parts is not None else None
     if parts is not None:
-        (tmp / "Modelfile").write_text(modelfile(files["f16"].name, parts, stop_tokens,
-                                                 p.system_prompt))
+        (tmp / "Modelfile").write_text(modelfile(files["f16"].name, parts, stop_tokens, p.system_prompt))
     info = {"run": run_dir.name, "model_name_or_path": p.model_name_or_path, "converter": {
                 "script": "convert_hf_to_gguf.py (llama.cpp, vendored by llama-cpp-python)", **versions},
             "files": [_file_facts(f) for f in files.values()] + ([_file_facts(tmp / "Modelfile")] if parts else []),
@@ -483,10 +481,8 @@ def export_run(run_dir: str | Path,  # a finished run folder (params.yaml, adapt
 
 # %% ../nbs/05b_export.ipynb #751ff09b
 GGUF_KEYS = ["general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre",
-             "tokenizer.ggml.bos_token_id",
-             "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
-             "tokenizer.ggml.add_bos_token",
-             "tokenizer.chat_template"]
+             "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+             "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"]
 
 def gguf_metadata(f: Path) -> dict:
     "The tokenizer and chat-template fields of a GGUF file, read with gguf-py."
@@ -525,16 +521,15 @@ def export_main(argv: list[str] | None = None,
                ) -> int:
     "`sft-demos export RUN_DIR`: GGUF files, an Ollama Modelfile and llama.cpp's checks in RUN_DIR/export/."
     import argparse
-    ap = argparse.ArgumentParser(prog="sft-demos export", allow_abbrev=False,
-                                 description="Export a finished run as GGUF (f16 + quantized) with "
-                                             "an Ollama Modelfile, checked by llama.cpp.")
+    ap = argparse.ArgumentParser(prog="sft-demos export", allow_abbrev=False, description=(
+        "Export a finished run as GGUF (f16 + quantized) with an Ollama Modelfile, checked by llama.cpp."))
     ap.add_argument("run_dir", help="a run folder made by `sft-demos run`")
-    ap.add_argument("--quants", default=None, help=f"comma-separated, of {','.join(QUANTS)} "
-                                                   "(default: the run's export_quants)")
+    ap.add_argument("--quants", default=None,
+                    help=f"comma-separated, of {','.join(QUANTS)} (default: the run's export_quants)")
     a = ap.parse_args(argv)
     try:
-        quants = a.quants.split(",") if a.quants else getattr(run_params(Path(a.run_dir)),
-                                                              "export_quants", list(QUANTS))
+        default = getattr(run_params(Path(a.run_dir)), "export_quants", list(QUANTS))
+        quants = a.quants.split(",") if a.quants else default
         info = export_run(a.run_dir, quants)
     except (ExportError, ParamsError, FileNotFoundError) as e:
         print(f"sft-demos export: error: {e}", file=sys.stderr)

@@ -142,8 +142,8 @@ def record_markdown(rec: dict) -> str:
             _drift_table([("finetuned", a["drift"]), ("finetuned + replay", b["drift"])])]
     lb = _leaderboard_table(a["leaderboard"], b["leaderboard"])
     if lb:
-        out += ["## Leaderboard smoke set (bundled mini-sets: a smoke test, 16 questions a task)",
-                lb]
+        out += ["## Benchmarks (each row names its split and items; mini-set: the bundled smoke sets, not a "
+                "benchmark)", lb]
     out.append("## Example prompts")
     out += _example_answers(a["samples"], b["samples"])
     out += ["## The goal",
@@ -152,6 +152,10 @@ def record_markdown(rec: dict) -> str:
             "points lost)",
             f"- drift within noise: {'yes' if g['drift_ok'] else 'no'} (without replay: "
             f"{g['drift_without']}; with replay: {g['drift_with']})"]
+    if "losses_without" in g:
+        names = lambda ms: "; ".join(ms) or "none"
+        out.append(f"- benchmark rows with a loss beyond noise: without replay {names(g['losses_without'])}; "
+                   f"with replay {names(g['losses_with'])}")
     return "\n\n".join(out) + "\n"
 
 # %% ../nbs/04b_general.ipynb #757a6201
@@ -169,7 +173,9 @@ def replay_record(without: str | Path,  # finished run folder, no replay source
     goal = {"heldout_within": max_heldout_drop, "heldout_drop": ea - eb,
             "heldout_ok": ea - eb <= max_heldout_drop,
             "drift_without": a["drift"].get("verdict"), "drift_with": b["drift"].get("verdict"),
-            "drift_ok": b["drift"].get("verdict") == "within noise"}
+            "drift_ok": b["drift"].get("verdict") == "within noise",
+            "losses_without": [r["metric"] for r in a["leaderboard"] if r.get("verdict") == "loss"],
+            "losses_with": [r["metric"] for r in b["leaderboard"] if r.get("verdict") == "loss"]}
     rec = {"without": a, "with_replay": b, "goal": goal}
     out.mkdir(parents=True)
     write_atomic(out / "record.json", json.dumps(rec, indent=1))

@@ -145,6 +145,7 @@ class RunParams:
     eval_seed: int = 1234  # picks the subsets' items: the same for base and finetuned, and for every run
     eval_batch_size: int = 8  # lm-eval batch size
     eval_base: bool = True  # also score the base model, for the delta
+    eval_base_cache: bool = True  # the base's benchmark scores computed once per base, suite and items, then cached
     drift: bool = True  # score the base's answers to the bundled general prompts under both models (drift)
     drift_threshold: float = 0.25  # nats/token: a prompt whose answer NLL rose by more counts as drifted
     verdict_z: float = 2.0  # a delta is a gain or loss only beyond this many combined stderrs

@@ -226,13 +226,15 @@ def _write_json(path: Path, obj): write_atomic(path, json.dumps(obj, indent=2))
 def name_base(p: RunParams,  # the run's parameters
               adapter: Path,  # a saved adapter folder
              ) -> dict:
-    "Set `base_model_name_or_path` in `adapter_config.json` to the run's model name; record what it resolved to."
+    "Name in `adapter_config.json` the base peft loads the adapter on; record what the run's name resolved to."
     from sft_demos.model import base_path
     f = Path(adapter) / "adapter_config.json"
     cfg = json.loads(f.read_text())
-    named = {"model_name_or_path": p.model_name_or_path, "revision": p.revision,
-             "resolved": Path(base_path(p)).name}
-    write_atomic(f, json.dumps(cfg | {"base_model_name_or_path": p.model_name_or_path}, indent=2))
+    src = base_path(p)  # a Hub id or a folder; an embedded or GGUF base: the folder it was built into
+    loadable = str(Path(src).resolve()) if Path(src).is_dir() else src  # a Hub id stays as named
+    named = {"model_name_or_path": p.model_name_or_path, "revision": p.revision, "resolved": Path(src).name,
+             "base_model_name_or_path": loadable}
+    write_atomic(f, json.dumps(cfg | {"base_model_name_or_path": loadable}, indent=2))
     write_atomic(Path(adapter) / "base_model.json", json.dumps(named, indent=1))
     return named
 
