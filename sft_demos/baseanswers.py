@@ -29,8 +29,8 @@ def _conversation(x, where: str) -> list[dict]:
     ok = lambda t: (isinstance(t, dict) and isinstance(t.get("content"), str)
                     and t.get("role") in ("system", "user", "assistant"))
     if not isinstance(x, list) or not x or not all(ok(t) for t in x):
-        raise ValueError(f"{where}: expected a list of {{role, content}} turns, a {{'messages': [...]}} or a "
-                         f"{{'prompt': '...'}} record")
+        raise ValueError(f"{where}: expected a list of {{role, content}} turns, a {{'messages': [...]}} "
+                         f"or a {{'prompt': '...'}} record")
     if x[-1]["role"] != "user": raise ValueError(f"{where}: the last turn must be the user's (the one to answer)")
     return [{"role": t["role"], "content": t["content"].strip()} for t in x]
 
@@ -61,8 +61,7 @@ def replay_prompts(name: str = "general"  # `general` (the bundled replay set) o
 def base_identity(p: RunParams) -> dict:
     "What the base's answers depend on: the base and how it is loaded."
     from sft_demos.model import base_path, model_provenance
-    return {**model_provenance(p), "base_folder": Path(base_path(p)).name,
-            "load_in_4bit": p.load_in_4bit,
+    return {**model_provenance(p), "base_folder": Path(base_path(p)).name, "load_in_4bit": p.load_in_4bit,
             "quant": [p.bnb_4bit_quant_type, p.bnb_4bit_use_double_quant, p.bnb_4bit_compute_dtype],
             "torch_dtype": p.torch_dtype}
 
@@ -128,8 +127,7 @@ def base_answers(p: RunParams,  # the run's parameters (its base, format, system
         ntok = [len(t(a, add_special_tokens=False)["input_ids"]) for a in answers]
         write_atomic(tmp / "answers.json", json.dumps(
             {"key": key, "base": base_identity(p), "generation": gen, "prompts": prompts,
-             "conversations": convs,
-             "answers": answers, "base_nll": nll,
+             "conversations": convs, "answers": answers, "base_nll": nll,
              # re-tokenized length well under the limit: the answer ended (EOS or end of turn), it was not cut
              "finished": [0 < n < max_new_tokens - 4 for n in ntok]}, indent=1))
     cached_build(d, "answers.json", build, log)

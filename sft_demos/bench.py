@@ -51,8 +51,7 @@ def bench_rows(kind: str, n: int, max_length: int, vocab_size: int, seed: int = 
 
 # %% ../nbs/09_bench.ipynb #edc82950
 LLAMA_2_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                  num_attention_heads=32,
-                  num_key_value_heads=32, max_position_embeddings=4096,
+                  num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
                   rms_norm_eps=1e-5)  # meta-llama/Llama-2-7b-hf config.json
 BENCH_MODELS = {
     "tiny": None,  # the architecture of embedded:tiny-llama
@@ -94,8 +93,7 @@ BENCH_SETUPS = {  # the same sequences in every step; "padded" first: the refere
                          attn="varlen"),  # the same row, each sequence attended on its own (`varlen_sdpa`)
 }
 
-def bench_params(base: Path, batch_size: int, max_length: int, repeats: int,
-                 vocab_size: int) -> RunParams:
+def bench_params(base: Path, batch_size: int, max_length: int, repeats: int, vocab_size: int) -> RunParams:
     "Run params for the bench: the tiny-cpu defaults on the bench model, with the bench's batch shape."
     import random
     rng = random.Random(0)
@@ -149,8 +147,7 @@ def bench_generation(p: RunParams, run: Path, variants: list[str], log=print) ->
     order = ["4bit_adapter"] + [v for v in variants if v != "4bit_adapter"]
     rows = profile_generation(p, run, variants=order, log=log)
     ok = {r["variant"]: r for r in rows if r["status"] == "ok"}
-    best = min((v for v in ok if v != "4bit_adapter"), key=lambda v: ok[v]["median_s"],
-               default=None)
+    best = min((v for v in ok if v != "4bit_adapter"), key=lambda v: ok[v]["median_s"], default=None)
     return {"variants": rows, "baseline": "4bit_adapter", "best": best,
             "ratio": round(ok["4bit_adapter"]["median_s"] / ok[best]["median_s"], 3) if best else None}
 
@@ -209,8 +206,7 @@ def bench_summary(b: dict) -> str:
         tp, ref = t[k]["tokens_per_s"], t[k]["reference"]
         lines.append(f"training tokens/s, {name} data, same sequences per step: {ref} {tp[ref]:.1f}")
         for s, r in t[k]["ratio"].items():
-            lines.append(f"  {s:18s} {tp[s]:9.1f} -> {r:.2f}x {ref} (median of per-round ratios "
-                         f"{t[k]['ratios'][s]}"
+            lines.append(f"  {s:18s} {tp[s]:9.1f} -> {r:.2f}x {ref} (median of per-round ratios {t[k]['ratios'][s]}"
                          + (f"; {met(f'{k}/{s}')})" if f"{k}/{s}" in goals else ")"))
     if g["best"]:
         lines.append("generation s/50 tokens: reference runs' 4bit_adapter "
@@ -251,14 +247,14 @@ def bench_parser() -> argparse.ArgumentParser:
     "The options of `sft-demos bench`; an option not given is None (`BENCH_DEFAULTS` decides)."
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="sft-demos bench",
                                  description="Training throughput of three batch layouts at equal "
-                                 "sequences per step, and serving variants, on the same tiny model "
-                                 "and data, in one process; print the ratios and write JSON. "
-                                 "--quality: time to quality, the reference recipe as it ran "
-                                 "against the project's default.")
+                                             "sequences per step, and serving variants, on the same tiny model "
+                                             "and data, in one process; print the ratios and write JSON. "
+                                             "--quality: time to quality, the reference recipe as it ran "
+                                             "against the project's default.")
     ap.add_argument("--quick", action="store_true", help="a smaller model, batch and step count (for tests)")
     ap.add_argument("--model", choices=list(BENCH_MODELS),
                     help="tiny (the embedded base's architecture; the default), quick, "
-                    "or llama-2-7b (real size, for a GPU)")
+                         "or llama-2-7b (real size, for a GPU)")
     ap.add_argument("--out", help="JSON file to write (default: runs/bench-<UTC time>/bench.json)")
     ap.add_argument("--rounds", type=int, help="alternating rounds of the two training setups")
     ap.add_argument("--steps", type=int, help="timed optimizer steps per training measurement")
@@ -268,7 +264,7 @@ def bench_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--quality", action="store_true",
                     help="instead: time to quality, one epoch of the reference recipe and of "
-                    "the project's default on the embedded task set (time_to_quality.json and .md)")
+                         "the project's default on the embedded task set (time_to_quality.json and .md)")
     ap.add_argument("--recipe", default="tiny-cpu",
                     help="with --quality: the project recipe both sides start from (default: tiny-cpu)")
     ap.add_argument("--max-rows", type=int,
@@ -302,8 +298,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     out = Path(a.out) if a.out else Path("runs") / f"bench-{datetime.now(timezone.utc):%Y-%m-%dT%H%M%SZ}" / "bench.json"
     command = shlex.join(["sft-demos", "bench", *(argv if argv is not None else sys.argv[1:])])
     if a.quality:
-        sets = {"datasets": [{**d, "max_rows": a.max_rows}
-                             for d in to_dict(load_params(a.recipe))["datasets"]]} if a.max_rows else None
+        sets = ({"datasets": [{**d, "max_rows": a.max_rows} for d in to_dict(load_params(a.recipe))["datasets"]]}
+                if a.max_rows else None)
         q = {"command": command, **time_to_quality(a.recipe, sets=sets)}
         out = out.with_name("time_to_quality.json")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -323,11 +319,11 @@ def bench_main(argv: list[str] | None = None) -> int:
 # the reference recipes all trained one sequence per device, two accumulation steps, loss on the whole text
 REFERENCE_RECIPE = "llama-2-7b-guanaco"
 REFERENCE_TRAINING_KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "packing", "train_on",
-                      "max_length", "learning_rate", "lr_scheduler_type", "warmup_ratio", "optim",
-                      "gradient_checkpointing", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
+                           "max_length", "learning_rate", "lr_scheduler_type", "warmup_ratio", "optim",
+                           "gradient_checkpointing", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
 
 def reference_training(recipe: str = REFERENCE_RECIPE  # a recipe holding the reference settings
-                 ) -> dict:
+                      ) -> dict:
     "The reference recipe's training and LoRA values (the defaults where it sets none), to replay on other data."
     from sft_demos.params import read_recipe, recipe_path
     raw, default = read_recipe(recipe_path(recipe)), RunParams()
@@ -372,11 +368,9 @@ def time_to_quality(project: str = "tiny-cpu",  # the project's default recipe
     import shutil
     from sft_demos.data import run_data
     sets = dict(sets or {})
-    rec = {"project_recipe": project, "reference_recipe": reference, "machine": machine(),
-           "sides": {}}
+    rec = {"project_recipe": project, "reference_recipe": reference, "machine": machine(), "sides": {}}
     with tempfile.TemporaryDirectory() as work:
-        n_train = len(run_data(load_params(project, overrides=sets), Path(work),
-                               log=lambda *a: None).train)
+        n_train = len(run_data(load_params(project, overrides=sets), Path(work), log=lambda *a: None).train)
         for name, over in {"reference": reference_training(reference), "project": {}}.items():
             q, run = _one_epoch(project, {**sets, **over}, n_train), Path(work) / name
             shutil.copytree(Path(work) / "data", run / "data")
@@ -470,8 +464,7 @@ def gpu_generation(p: RunParams, variants: list[str], log=print) -> list[dict]:
     load = SharedBase(p)
     try: rows = profile_generation(p, variants=variants, log=log, load=load)
     finally: load.close()
-    return [r | {"timed_as": load.timed_as[r["variant"]]} if r["status"] == "ok" else r
-            for r in rows]
+    return [r | {"timed_as": load.timed_as[r["variant"]]} if r["status"] == "ok" else r for r in rows]
 
 # %% ../nbs/09_bench.ipynb #2da9baff
 def gpu_params(base: Path,  # the saved random model
@@ -510,8 +503,7 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
         log(f"built and saved a random {size} in {time.time() - t:.0f}s")
         p = gpu_params(d / "base", seq_len, batch_size, repeats)
         run = write_bench_data(d / "run",
-                               bench_rows("uniform", batch_size * (warmup + steps) * 2, seq_len * 2,
-                                          cfg.vocab_size))
+                               bench_rows("uniform", batch_size * (warmup + steps) * 2, seq_len * 2, cfg.vocab_size))
         training = profile_training(p, run, list(train_modes), log=log, steps=steps, warmup=warmup)
         generation = gpu_generation(p, list(variants), log=log)
     n_params = llama_parameters(cfg)
@@ -520,8 +512,7 @@ def gpu_bench(size: str = "llama-2-7b",  # a key of `GPU_MODELS`
             "setup": {"seq_len": seq_len, "batch_size": batch_size, "steps": steps,
                       "warmup": warmup, "lora_r": 8, "lora_alpha": 16,
                       "lora_target_modules": "all-linear", "gradient_checkpointing": True,
-                      "quantization": f"{p.bnb_4bit_quant_type}, double quant "
-                                      f"{p.bnb_4bit_use_double_quant}"},
+                      "quantization": f"{p.bnb_4bit_quant_type}, double quant {p.bnb_4bit_use_double_quant}"},
             "machine": start, "training": training, "generation": generation,
             "reference": GPU_REFERENCE, "seconds": round(time.time() - t0, 1)}
 
@@ -559,17 +550,15 @@ def gpu_markdown(g: dict) -> str:
     "Markdown tables of a `gpu_bench` record: training, then generation."
     m = g["machine"]
     out = [f"{g['model']['size']} ({g['model']['parameters_b']}B parameters, random weights) on "
-           f"{m.get('gpu', m['cpu'])}; seq {g['setup']['seq_len']}, batch "
-           f"{g['setup']['batch_size']}, LoRA r={g['setup']['lora_r']} all-linear, "
+           f"{m.get('gpu', m['cpu'])}; seq {g['setup']['seq_len']}, batch {g['setup']['batch_size']}, "
+           f"LoRA r={g['setup']['lora_r']} all-linear, "
            f"{g['setup']['steps']} timed steps after {g['setup']['warmup']} warm-up", ""]
-    train = [{"training": f"{t['mode']} "
-                          f"({t['quantization'] if t['quantization'] != 'none' else t['dtype']})",
+    train = [{"training": f"{t['mode']} ({t['quantization'] if t['quantization'] != 'none' else t['dtype']})",
               "tokens/s": f"{t['tokens_per_s']:,.0f}", "steps/s": f"{t['steps_per_s']:.2f}",
               "peak memory": memory_label(t)}
              for t in g["training"]]
-    ref = next((r["median_s"] for r in g["generation"] if r["variant"] == "4bit_adapter"
-                and r["status"] == "ok"),
-                None)
+    ref = next((r["median_s"] for r in g["generation"] if r["variant"] == "4bit_adapter" and r["status"] == "ok"),
+               None)
     gen = [{"generation variant": r["variant"], "s / 50 tokens": f"skipped: {r['reason']}"}
            if r["status"] != "ok" else
            {"generation variant": r["variant"], "s / 50 tokens": f"{r['median_s']:.3f}",
@@ -577,8 +566,7 @@ def gpu_markdown(g: dict) -> str:
             "peak memory": memory_label(r)}
            for r in g["generation"]]
     out += [md_table(train, ["training", "tokens/s", "steps/s", "peak memory"], align="lrrr"), "",
-            md_table(gen, ["generation variant", "s / 50 tokens", "vs 4bit_adapter", "peak memory"],
-                     align="lrrr")]
+            md_table(gen, ["generation variant", "s / 50 tokens", "vs 4bit_adapter", "peak memory"], align="lrrr")]
     return "\n".join(out) + "\n"
 
 # %% ../nbs/09_bench.ipynb #b6b11d38

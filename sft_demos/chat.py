@@ -53,7 +53,7 @@ def format_prompt(msgs: list[dict],  # conversation up to (not including) the an
         raise FormatError(f"prompt_format={fmt!r} is not one of chat_template, plain, guanaco")
     if not getattr(tok, "chat_template", None):
         raise FormatError(f"prompt_format=chat_template, but the tokenizer of {tok.name_or_path!r} "
-                        "has no chat template; set prompt_format to plain or guanaco")
+                          "has no chat template; set prompt_format to plain or guanaco")
     return template_text(msgs, tok, True)
 
 # %% ../nbs/01c_chat.ipynb #1de5f9e0
@@ -62,8 +62,7 @@ def stop_ids(tok) -> list[int]:
     ids = [tok.eos_token_id]
     if not getattr(tok, "chat_template", None): return ids
     try: text = tok.apply_chat_template([{"role": "user", "content": "Q"},
-                                         {"role": "assistant", "content": "ANSWER"}],
-                                        tokenize=False)
+                                         {"role": "assistant", "content": "ANSWER"}], tokenize=False)
     except Exception: return ids  # a template that wants other turns (a system turn first, say): EOS alone
     after = tok(text[text.rindex("ANSWER") + len("ANSWER"):], add_special_tokens=False)["input_ids"]
     if after and after[0] in tok.all_special_ids and after[0] not in ids: ids.append(after[0])
@@ -85,8 +84,7 @@ def generate(model,  # causal LM (transformers or peft)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     stops = stop_ids(tok)
-    kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops,
-              pad_token_id=pad)
+    kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops, pad_token_id=pad)
     if do_sample: kw |= dict(temperature=temperature, top_p=top_p)
     if seed is not None: torch.manual_seed(seed)
     side, tok.padding_side, out = tok.padding_side, "left", []
@@ -94,8 +92,7 @@ def generate(model,  # causal LM (transformers or peft)
     try:
         for i in range(0, len(prompts), batch_size):
             enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
-            with torch.inference_mode(): ids = model.generate(**enc,
-                                                              **kw)[:, enc["input_ids"].shape[1]:]
+            with torch.inference_mode(): ids = model.generate(**enc, **kw)[:, enc["input_ids"].shape[1]:]
             for row in ids.tolist():
                 end = min((row.index(s) for s in stops if s in row), default=len(row))
                 out.append(tok.decode(row[:end], skip_special_tokens=True))

@@ -52,11 +52,10 @@ def package_files(package: str  # an installed package: cheat or eg
     from importlib import metadata
     try: dist = metadata.distribution(package)
     except metadata.PackageNotFoundError:
-        raise ValueError(f"package '{package}' is not installed: "
-                         f"{pip_command([package])}") from None
+        raise ValueError(f"package '{package}' is not installed: {pip_command([package])}") from None
     files = sorted(f for f in dist.files or [] if _is_sheet(package, Path(f).parts))
-    if not files: raise ValueError(f"package '{package}' {dist.version} has no sheets where they "
-                                   f"belong; reinstall it: {pip_command([package])}")
+    if not files: raise ValueError(f"package '{package}' {dist.version} has no sheets where they belong; "
+                                   f"reinstall it: {pip_command([package])}")
     return {Path(f).name.removesuffix(".md"): Path(dist.locate_file(f)) for f in files}
 
 # %% ../nbs/01d_commands.ipynb #261c7de0
@@ -214,8 +213,8 @@ def command_rows(path: str  # a `commands:` source path
     "The source's training rows in sheet order, with each dropped entry as `{'drop': reason}`."
     entries = read_entries(source_packages(path))
     train = {id(e) for e in split_entries([e for e in entries if e.rule is None])["train"]}
-    return [{"drop": f"{e.package}: {RULES[e.rule]}"} if e.rule else
-            {"messages": _messages(e), "tool": e.tool, "package": e.package}
+    return [{"drop": f"{e.package}: {RULES[e.rule]}"} if e.rule
+            else {"messages": _messages(e), "tool": e.tool, "package": e.package}
             for e in entries if e.rule or id(e) in train]
 
 # %% ../nbs/01d_commands.ipynb #c98f2061
@@ -250,8 +249,7 @@ def command_provenance(path: str  # a `commands:` source path
                               "sheets": len(files), "sha256": _sheets_sha256(files),
                               "entries": len(es), "kept": sum(e.rule is None for e in es),
                               "dropped": {r: n for r in RULES if (n := sum(e.rule == r for e in es))}}
-    out["sha256"] = hashlib.sha256(" ".join(out["packages"][p]["sha256"]
-                                            for p in pkgs).encode()).hexdigest()
+    out["sha256"] = hashlib.sha256(" ".join(out["packages"][p]["sha256"] for p in pkgs).encode()).hexdigest()
     out["heldout_split"] = {"seed": SPLIT_SEED, **{s: len(v) for s, v in sets.items()}}
     tools = {}
     for s, es in sets.items():
@@ -273,8 +271,8 @@ def check_packages(path: str  # a `commands:` source path
     for p in pkgs:
         try: where.append(f"{p} {metadata.version(p)} ({len(package_files(p))} sheets)")
         except (ValueError, metadata.PackageNotFoundError): missing.append(p)
-    if missing: return None, (f"package{'s' * (len(missing) > 1)} {', '.join(missing)} not "
-                              f"installed: {pip_command(missing)}")
+    if missing: return None, (f"package{'s' * (len(missing) > 1)} {', '.join(missing)} not installed: "
+                              f"{pip_command(missing)}")
     return ", ".join(where), None
 
 # %% ../nbs/01d_commands.ipynb #f388b830

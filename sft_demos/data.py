@@ -148,8 +148,8 @@ def detect_schema(columns, where: str = "dataset") -> str:
                          ("alpaca", {"instruction", "output"}),
                          ("guanaco", {"text"})]:
         if need <= c: return schema
-    raise DataError(f"{where}: cannot tell the schema from columns {sorted(c)}; set `schema` to "
-                    f"one of {SCHEMAS[1:]}")
+    raise DataError(f"{where}: cannot tell the schema from columns {sorted(c)}; "
+                    f"set `schema` to one of {SCHEMAS[1:]}")
 
 # %% ../nbs/01_data.ipynb #455f7a93
 def _local_rows(path: Path):
@@ -357,8 +357,7 @@ def formatted_row(msgs: list[dict], tok, p: RunParams, source: str) -> dict:
             "_turns": r}
 
 # %% ../nbs/01_data.ipynb #68b3dc1a
-def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max_length: int,
-                decode) -> dict:
+def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max_length: int, decode) -> dict:
     "One assistant turn: tokens, trained (after truncation), end-of-turn trained, span = answer, prompt = inference's."
     a, b = span
     toks = [k for k, (s, e) in enumerate(offs) if e > s and a <= s < b]
@@ -366,10 +365,9 @@ def _turn_facts(ids, mask, offs, text, span, answer: str, inf_ids, eot: set, max
     eot_trained = bool(kept) and kept[-1] == toks[-1] and ids[toks[-1]] in eot and bool(mask[toks[-1]])
     decoded = decode([ids[k] for k in toks]).strip()
     is_answer = text[a:b].lstrip().startswith(answer.strip()) and decoded == text[a:b].strip()
+    matches = list(ids[:len(inf_ids)]) == list(inf_ids) and (not toks or toks[0] == len(inf_ids))
     return {"tokens": len(toks), "trained": any(mask[k] for k in kept), "eot_trained": eot_trained,
-            "span_is_answer": is_answer,
-            "matches_inference": list(ids[:len(inf_ids)]) == list(inf_ids)
-            and (not toks or toks[0] == len(inf_ids))}
+            "span_is_answer": is_answer, "matches_inference": matches}
 
 # %% ../nbs/01_data.ipynb #7b94f690
 def _inference_ids(r: dict, prompts: list, tok, fmt: str) -> list:
@@ -393,9 +391,9 @@ def token_audit(rows: list[dict],  # rows with messages, prompt, completion, tra
     for r, fi, m, o in zip(rows, ids, masks, offs):
         text, rt = r["prompt"] + r["completion"], r["_turns"]
         answers = [t["content"] for t in r["messages"] if t["role"] == "assistant"]
+        inf_ids = _inference_ids(r, rt["prompts"], tok, p.prompt_format)
         turns = [_turn_facts(fi, m, o, text, sp, ans, inf, eot, p.max_length, decode)
-                 for sp, ans, inf in zip(rt["spans"], answers,
-                                         _inference_ids(r, rt["prompts"], tok, p.prompt_format))]
+                 for sp, ans, inf in zip(rt["spans"], answers, inf_ids)]
         for j, t in enumerate(turns): t["selected"] = p.train_on != "last" or j == len(turns) - 1
         pi, kept = tok(r["prompt"])["input_ids"], m[:p.max_length]
         out.append({"source": r["source"], "tokens": len(fi),
@@ -424,8 +422,7 @@ def _histogram(per_source: dict, bins: int = 20) -> dict:
     w = max(1, -(-hi // bins))
     n = -(-hi // w)
     edges = [i * w for i in range(n + 1)]
-    return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs)
-                                           for i in range(n)]
+    return {"edges": edges, "counts": {s: [sum(edges[i] <= x < edges[i + 1] for x in xs) for i in range(n)]
                                        for s, xs in per_source.items()}}
 
 # %% ../nbs/01_data.ipynb #48677fb4
@@ -490,8 +487,7 @@ def audit_report(audit: list[dict], tok, p: RunParams) -> dict:
     stats = lambda xs, k: _stats([a[k] for a in xs])
     rep = {"prompt_format": p.prompt_format, "max_length": p.max_length, "train_on": p.train_on,
            "tokenizer": tok.name_or_path, "bos_token": tok.bos_token, "eos_token": tok.eos_token,
-           "pad_token": tok.pad_token,
-           "rows": n,
+           "pad_token": tok.pad_token, "rows": n,
            "sources": {s: {"rows": len(xs), "tokens": stats(xs, "tokens"),
                            "prompt_tokens": stats(xs, "prompt_tokens"),
                            "completion_tokens": stats(xs, "completion_tokens"),
@@ -514,8 +510,8 @@ def check_audit(rep: dict):
     "Raise `DataError` listing the audit's failures, if any."
     if rep["failures"]:
         raise DataError("The data audit found problems that make training pointless:\n  - "
-                        + "\n  - ".join(rep["failures"]) +
-                        "\nSee data_report.json; fix the tokenizer, prompt_format or max_length.")
+                        + "\n  - ".join(rep["failures"])
+                        + "\nSee data_report.json; fix the tokenizer, prompt_format or max_length.")
 
 # %% ../nbs/01_data.ipynb #e6b0e5ee
 def mix_shares(avail: list[int],  # rows (or tokens) each source has
@@ -528,9 +524,8 @@ def mix_shares(avail: list[int],  # rows (or tokens) each source has
     want = [int(total * x + 1e-9) for x in w]
     for i, (a, k) in enumerate(zip(avail, want)):
         if k > a:
-            raise DataError(f"mix_total={total} needs {k} from "
-                            f"{labels[i] if labels else f'source {i}'}, which has only {a}; lower "
-                            "mix_total or raise that source's max_rows")
+            raise DataError(f"mix_total={total} needs {k} from {labels[i] if labels else f'source {i}'}, "
+                            f"which has only {a}; lower mix_total or raise that source's max_rows")
     return want
 
 # %% ../nbs/01_data.ipynb #89ef43d2
@@ -583,9 +578,9 @@ def content_hash(ds: DataSource, seed: int) -> dict:
         from sft_demos.baseanswers import GENERAL_DIR, REPLAY_NEW_TOKENS
         name = ds.path.split(":", 1)[1]
         f = GENERAL_DIR / "replay_prompts.json" if name == "general" else Path(name).expanduser()
-        return {"prompts_file": str(f), "sha256": sha256_file(f), "generator": "the base's greedy "
-                f"answers to these prompts, up to {REPLAY_NEW_TOKENS} new tokens, only those that "
-                "ended (sft_demos.baseanswers.replay_rows)"}
+        return {"prompts_file": str(f), "sha256": sha256_file(f),
+                "generator": f"the base's greedy answers to these prompts, up to {REPLAY_NEW_TOKENS} new tokens, "
+                             "only those that ended (sft_demos.baseanswers.replay_rows)"}
     if kind == "commands":  # the packages' versions and sheets, what the rules dropped, the split
         from sft_demos.commands import command_provenance
         return command_provenance(ds.path)
@@ -639,13 +634,12 @@ def heldout_rows(p: RunParams, tok) -> list[dict]:
 # %% ../nbs/01_data.ipynb #62861581
 def row_audit(a: dict) -> dict:
     "What a written row keeps of its `token_audit`: tokens, assistant and trained turns, and the facts of each turn."
-    return {"tokens": a["tokens"], "trained_tokens": a["trained"],
-            "assistant_turns": a["assistant_turns"],
+    return {"tokens": a["tokens"], "trained_tokens": a["trained"], "assistant_turns": a["assistant_turns"],
             "trained_turns": a["trained_turns"], "turns": a["turns"]}
 
 # %% ../nbs/01_data.ipynb #ab2a7a08
-ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source",
-            "audit")  # what data/train.jsonl and eval.jsonl rows hold
+# what data/train.jsonl and eval.jsonl rows hold
+ROW_KEYS = ("messages", "prompt", "completion", "train_spans", "source", "audit")
 
 def prepare_data(p: RunParams, tok, log=print) -> Prepared:
     "Read, adapt, mix, format and audit the recipe's datasets with tokenizer `tok`."

@@ -26,8 +26,7 @@ def nf4_weight_gb(n_params: float,  # parameters of the base model
     return n_params * bits / 8 / 1e9 / shards
 
 # %% ../nbs/03b_distributed.ipynb #32482e0b
-FSDP_LAYER_CLS = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer",
-                  "qwen2": "Qwen2DecoderLayer",
+FSDP_LAYER_CLS = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer", "qwen2": "Qwen2DecoderLayer",
                   "falcon": "FalconDecoderLayer", "mpt": "MptBlock"}
 
 def fsdp_layer_cls(p: RunParams) -> str | None:
@@ -68,8 +67,7 @@ def launch_params(p: RunParams,  # the run's parameters
     "`p` as the launched processes get it: under FSDP, 4-bit weights left in `uint8` are stored in the compute dtype."
     if p.distributed_type != "fsdp" or not p.load_in_4bit or p.bnb_4bit_quant_storage != "uint8": return p
     compute = resolve_dtype(p.bnb_4bit_compute_dtype, on_gpu)
-    print("FSDP shards 4-bit weights stored in the compute dtype: "
-          f"bnb_4bit_quant_storage={compute}")
+    print(f"FSDP shards 4-bit weights stored in the compute dtype: bnb_4bit_quant_storage={compute}")
     return dataclasses.replace(p, bnb_4bit_quant_storage=compute)
 
 # %% ../nbs/03b_distributed.ipynb #0dfb12c8
@@ -215,10 +213,9 @@ def shard_model(model,  # a peft model, in every process of a launch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     names = {layer_cls} if layer_cls else set(getattr(model.get_base_model(), "_no_split_modules", None) or ())
     layers = [m for m in model.modules() if type(m).__name__ in names]
-    if not layers: raise ValueError(f"no {sorted(names)} layer in "
-                                    f"{type(model.get_base_model()).__name__} to shard")
-    mesh = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu",
-                            (dist.get_world_size(),))
+    if not layers:
+        raise ValueError(f"no {sorted(names)} layer in {type(model.get_base_model()).__name__} to shard")
+    mesh = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu", (dist.get_world_size(),))
     mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
     for m in layers: fully_shard(m, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)
@@ -280,8 +277,8 @@ def fsdp_trainer(p: RunParams,  # the run's parameters
     qs = list(trainer.model.parameters())
     local, total = sum(q.to_local().numel() for q in qs), sum(q.numel() for q in qs)
     if is_main_process():
-        print(f"FSDP2 over {dist.get_world_size()} CPU processes: {n} decoder layers and the model "
-              f"sharded, {sum(isinstance(q, DTensor) for q in qs)}/{len(qs)} parameters DTensors, "
+        print(f"FSDP2 over {dist.get_world_size()} CPU processes: {n} decoder layers and the model sharded, "
+              f"{sum(isinstance(q, DTensor) for q in qs)}/{len(qs)} parameters DTensors, "
               f"this process holds {local}/{total} elements", flush=True)
     return trainer
 

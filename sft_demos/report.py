@@ -20,8 +20,7 @@ __all__ = ['ROOT', 'WEIGHTS', 'SUMMARY_KEYS', 'IMAGE_TYPES', 'STAGE_FILES', 'LOS
 
 # %% ../nbs/06_report.ipynb #99e0487f
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
-WEIGHTS = ("adapter", "merged", "checkpoints", "checkpoint-*", "*.safetensors", "*.bin", "*.pt",
-           "*.pth")
+WEIGHTS = ("adapter", "merged", "checkpoints", "checkpoint-*", "*.safetensors", "*.bin", "*.pt", "*.pth")
 
 def run_recipe(run_dir: Path) -> str | None:
     "Recipe name recorded in a run folder's `params.yaml` (None when there is none)."
@@ -45,8 +44,7 @@ def git_tracked(runs: list[Path]  # run folders sharing one parent
     import subprocess
     if not runs: return []
     try: r = subprocess.run(["git", "-C", str(runs[0].parent), "ls-files", "-z", "--", "."],
-                            capture_output=True,
-                            text=True)
+                            capture_output=True, text=True)
     except FileNotFoundError: return list(runs)  # no git on this machine
     if r.returncode != 0: return list(runs)  # an installed package or a scratch folder: nothing to ask git
     tracked = {Path(f).parts[0] for f in r.stdout.split("\0") if f}
@@ -192,8 +190,7 @@ def plot_loss(log: RunLog,  # the run's log
         ax2 = ax.twinx()
         lr = h.dropna(subset=["learning_rate"])
         sns.lineplot(x=lr.step, y=lr.learning_rate, ax=ax2, color="gray", linestyle="--", lw=1,
-                     label="learning rate",
-                     legend=False)
+                     label="learning rate", legend=False)
         ax2.set_ylabel("learning rate")
         ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         hs, ls = ax.get_legend_handles_labels()
@@ -278,8 +275,8 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
                 ) -> int:
     "The `sft-demos compare` command: overlay the loss curves of several runs into one PNG."
     ap = argparse.ArgumentParser(prog="sft-demos compare", allow_abbrev=False,
-                                 description="Overlay the loss and learning-rate curves of several "
-                                 "runs (run folders with log.json and/or TensorBoard event files).")
+                                 description="Overlay the loss and learning-rate curves of several runs "
+                                             "(run folders with log.json and/or TensorBoard event files).")
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders to overlay")
     ap.add_argument("-o", "--output", default="compare.png",
                     help="image to write, or a folder to hold compare.png (default: compare.png)")
@@ -288,8 +285,7 @@ def compare_main(argv: list[str] | None = None  # command-line arguments after `
     ap.add_argument("--label", action="append", help="legend label per run, in order (default: folder names)")
     a = ap.parse_args(argv)
     if a.label and len(a.label) != len(a.runs):
-        print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs",
-              file=sys.stderr)
+        print(f"sft-demos compare: error: {len(a.label)} --label for {len(a.runs)} runs", file=sys.stderr)
         return 2
     try:
         out = compare_output(a.output)
@@ -384,12 +380,10 @@ def audit_md(rep: dict  # the data stage's `data_report.json`
         out.append("Tokens per row, by source:\n\n" + md_table(rows))
     turns = rep.get("turns")
     if isinstance(turns, dict) and turns:  # what the loss mask does per assistant turn
-        out.append(f"Assistant turns (`train_on: {rep.get('train_on', '?')}`):\n\n" +
-                   md_table([{"": k.replace("_", " "), "value": v} for k, v in turns.items()],
-                            ["", "value"]))
+        out.append(f"Assistant turns (`train_on: {rep.get('train_on', '?')}`):\n\n"
+                   + md_table([{"": k.replace("_", " "), "value": v} for k, v in turns.items()], ["", "value"]))
     for k in ("failures", "warnings"):
-        if rep.get(k): out.append(f"**{k.capitalize()}**:\n\n"
-                                  + "\n".join(f"- {w}" for w in rep[k]))
+        if rep.get(k): out.append(f"**{k.capitalize()}**:\n\n" + "\n".join(f"- {w}" for w in rep[k]))
     return "\n\n".join(out)
 
 # %% ../nbs/06_report.ipynb #e5d83c67
@@ -408,7 +402,8 @@ def sec_model_data(r: RunFiles) -> str:
         base = f"`{p.model_name_or_path}`" + (f" @ {p.revision}" if p.revision else "")
         lora = f"r={p.lora_r}, alpha={p.lora_alpha}, dropout={p.lora_dropout}, targets {', '.join(p.lora_target_modules)}"
         out.append(md_table([{"": "base model", "value": base},
-                             {"": "family", "value": p.model_family}, {"": "quantization", "value": _quant(p)},
+                             {"": "family", "value": p.model_family},
+                             {"": "quantization", "value": _quant(p)},
                              {"": "LoRA", "value": lora},
                              {"": "prompt format", "value": p.prompt_format}], ["", "value"]))
         out.append("Datasets in the mix:\n\n"
@@ -446,8 +441,7 @@ def sec_training(r: RunFiles) -> str:
              if p.num_processes > 1 else []),
             ["", "value"]))
     out.append("Measured by the training stage:\n\n" + md_json(r.json("train_summary.json"))
-               if r.has("train_summary.json")
-               else r.missing("train_summary.json"))
+               if r.has("train_summary.json") else r.missing("train_summary.json"))
     from sft_demos.preflight import plan_vs_measured
     if pm := plan_vs_measured(r.run_dir):
         out.append(f"Peak memory: planned {pm['planned_mb']:,.0f} MB "
@@ -471,8 +465,8 @@ def sec_benchmarks(r: RunFiles) -> str:
     m = r.json("metrics.json") if r.has("metrics.json") else None
     if r.has("metrics.md"): body = _included(r.text("metrics.md"))
     elif m is not None:
-        body = md_table(m["table"]) if isinstance(m, dict) and isinstance(m.get("table"),
-                                                                          list) and m["table"] else md_json(m)
+        body = (md_table(m["table"]) if isinstance(m, dict) and isinstance(m.get("table"), list) and m["table"]
+                else md_json(m))
     else: body = r.missing("metrics.md", "metrics.json")
     note = _heldout_note(m)
     return "## Benchmark metrics\n\n" + body + (f"\n\n{note}" if note else "")
@@ -519,8 +513,9 @@ def sec_samples(r: RunFiles) -> str:
         if held:
             follow = any(isinstance(h, dict) and h.get("turn") == 2 for h in held)
             note = " (turn 2: a follow-up, asked after a training instruction and its answer)" if follow else ""
-            out.append("### Held-out examples\n\nInstructions of the held-out split, with the expected answer and "
-                       f"each model's{note}:\n\n" + md_table(held))
+            out.append("### Held-out examples\n\n"
+                       f"Instructions of the held-out split, with the expected answer and each model's{note}:\n\n"
+                       + md_table(held))
     elif r.has("samples.md"): out.append(_included(r.text("samples.md")))
     else: out.append(r.missing("samples.json", "samples.md"))
     return "\n\n".join(out)

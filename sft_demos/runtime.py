@@ -40,8 +40,7 @@ def time_generation(model,  # a causal LM, ready for `generate`
     n_in = enc["input_ids"].shape[1]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-              eos_token_id=tok.eos_token_id,
-              pad_token_id=pad, **generate_kw)
+              eos_token_id=tok.eos_token_id, pad_token_id=pad, **generate_kw)
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     def once() -> float:
         sync()
@@ -57,8 +56,7 @@ def time_generation(model,  # a causal LM, ready for `generate`
     times = [once() for _ in range(repeats)]
     s = summarize(times)
     return {"new_tokens": new_tokens, "prompt_tokens": n_in, "warmup_s": warm,
-            "seconds": [round(t, 4) for t in times],
-            **s, "tokens_per_s": round(new_tokens / s["median_s"], 2)}
+            "seconds": [round(t, 4) for t in times], **s, "tokens_per_s": round(new_tokens / s["median_s"], 2)}
 
 # %% ../nbs/05_runtime.ipynb #5b16543f
 def model_facts(model) -> dict:
@@ -76,8 +74,7 @@ def model_facts(model) -> dict:
         adapter = f"LoRA r={c.r} (unmerged)"
     return {"dtype": str(base.dtype).replace("torch.", ""), "quantization": quant,
             "attn_implementation": base.config._attn_implementation, "adapter": adapter,
-            "device": str(base.device),
-            "weights_mb": round(base.get_memory_footprint() / 2**20, 2)}
+            "device": str(base.device), "weights_mb": round(base.get_memory_footprint() / 2**20, 2)}
 
 # %% ../nbs/05_runtime.ipynb #c698182a
 VARIANTS = {  # in like-for-like pairs: merging at 4-bit, merging at full precision, then compiling the merged model
@@ -191,8 +188,7 @@ def time_variant(p: RunParams,  # the run's parameters: new tokens and repeats
         row |= peak_memory() | {"peak_rss_window": "variant" if window else "process"}
         if name == "static_compile": row["compiled"] = hasattr(model, "_compiled_call")
         row["status"] = "ok"
-        log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens "
-            f"(spread {row['spread']:.0%})")
+        log(f"{name:15s} {row['median_s']:.3f} s / {row['new_tokens']} tokens (spread {row['spread']:.0%})")
     except VariantSkipped as e:
         row |= {"status": "skipped", "reason": str(e)}
         log(f"{name:15s} skipped: {e}")
@@ -216,8 +212,7 @@ def profile_generation(p: RunParams,  # the run's parameters
                       ) -> list[dict]:
     "One row per serving variant (`time_variant`), in the order asked for."
     from sft_demos.model import load_tokenizer
-    variants = known_items(p.profile_variants if variants is None else variants, VARIANTS,
-                           "profile variants")
+    variants = known_items(p.profile_variants if variants is None else variants, VARIANTS, "profile variants")
     adapter = Path(run_dir) / "adapter" if run_dir else None
     own = adapter and (adapter / "tokenizer_config.json").exists()
     tok = load_tokenizer(p, path=adapter if own else None)
@@ -243,8 +238,8 @@ def throughput_callback(warmup_steps: int = 1  # optimizer steps left out of the
         def result(self) -> dict:
             steps = len(self.marks) - 1 - self.warmup_steps
             if steps < 1:
-                raise RuntimeError(f"{len(self.marks) - 1} steps ran; need more than "
-                                   f"{self.warmup_steps} warm-up steps")
+                raise RuntimeError(f"{len(self.marks) - 1} steps ran; "
+                                   f"need more than {self.warmup_steps} warm-up steps")
             (t0, n0), (t1, n1) = self.marks[self.warmup_steps], self.marks[-1]
             return {"timed_steps": steps, "seconds": round(t1 - t0, 3), "tokens": int(n1 - n0),
                     "tokens_per_s": round((n1 - n0) / (t1 - t0), 2),
@@ -332,8 +327,7 @@ def profile_training(p: RunParams,  # the run's parameters
     "One row per training mode: throughput of `steps` steps after `warmup`, on the run's data."
     import dataclasses
     from sft_demos.model import compute_dtype
-    modes = known_items(p.profile_train_modes if modes is None else modes, TRAIN_MODES,
-                        "profile_train_modes")
+    modes = known_items(p.profile_train_modes if modes is None else modes, TRAIN_MODES, "profile_train_modes")
     rows = []
     for mode in modes:
         q = dataclasses.replace(p, load_in_4bit=mode == "qlora")
@@ -353,10 +347,8 @@ def _generation_row(r: dict, n: int) -> dict:
     if r["status"] != "ok": return {"variant": r["variant"], "status": f"skipped: {r['reason']}"}
     return {"variant": r["variant"], f"s / {n} tokens (median)": f"{r['median_s']:.3f}",
             "min - max": f"{r['min_s']:.3f} - {r['max_s']:.3f}",
-            "tokens/s": f"{r['tokens_per_s']:.1f}", "dtype": r["dtype"],
-            "quantization": r["quantization"],
-            "attn": r["attn_implementation"], "adapter": r["adapter"],
-            "weights (MB)": f"{r['weights_mb']:.1f}",
+            "tokens/s": f"{r['tokens_per_s']:.1f}", "dtype": r["dtype"], "quantization": r["quantization"],
+            "attn": r["attn_implementation"], "adapter": r["adapter"], "weights (MB)": f"{r['weights_mb']:.1f}",
             "peak memory": memory_label(r), "status": "ok"}
 
 # %% ../nbs/05_runtime.ipynb #7ccc769a
@@ -376,10 +368,8 @@ def runtime_markdown(rt: dict) -> str:
     "The runtime.md tables for a runtime.json record."
     g = rt["generation"]
     n = g[0].get("new_tokens", rt.get("new_tokens", 50)) if g else rt.get("new_tokens", 50)
-    gen_cols = ["variant", f"s / {n} tokens (median)", "min - max", "tokens/s", "dtype",
-                "quantization", "attn",
-                "adapter",
-                "weights (MB)", "peak memory", "status"]
+    gen_cols = ["variant", f"s / {n} tokens (median)", "min - max", "tokens/s", "dtype", "quantization", "attn",
+                "adapter", "weights (MB)", "peak memory", "status"]
     lines = ["# Runtime", "",
              f"Machine: {machine_label(rt['machine'])}. {rt.get('note', '')}".rstrip(), "",
              f"## Generation: seconds per {n} new tokens (greedy, batch 1, exactly {n} tokens)", "",

@@ -105,8 +105,7 @@ def _rows(family: str, args: list, phrasings: list[int]) -> list[dict]:
         for i in idx:
             if family == "repeat": rows.append(_row(family, tpl[i], " ".join([a[0]] * a[1]), w=a[0], n=a[1]))
             elif family == "sort":
-                rows.append(_row(family, tpl[i], " ".join(map(str, sorted(a))),
-                                 d=" ".join(map(str, a))))
+                rows.append(_row(family, tpl[i], " ".join(map(str, sorted(a))), d=" ".join(map(str, a))))
             elif family == "capital": rows.append(_row(family, tpl[i], CAPITALS[a], c=a))
             else: rows.append(_row(family, tpl[i], a[1], w=a[0]))
     return rows
@@ -164,16 +163,15 @@ PROSE = {
 def _draw(family: str, rng: random.Random, held: set) -> tuple:
     "A fresh skill argument not in `held`: a (word, count) pair for repeat, a digit sequence for sort."
     while True:
-        a = (rng.choice(WORDS),
-             rng.randint(2, 6)) if family == "repeat" else tuple(rng.sample(range(10), rng.randint(3, 5)))
+        a = ((rng.choice(WORDS), rng.randint(2, 6)) if family == "repeat"
+             else tuple(rng.sample(range(10), rng.randint(3, 5))))
         if a not in held: return a
 
 # %% ../nbs/01a_taskworld.ipynb #3a8c8782
 def _sentence(family: str, template: str, arg) -> str:
     "One prose sentence of `family` in `template` about `arg`."
     if family == "repeat": return template.format(w=arg[0], n=arg[1], r=" ".join([arg[0]] * arg[1]))
-    if family == "sort": return template.format(d=" ".join(map(str, arg)),
-                                                s=" ".join(map(str, sorted(arg))))
+    if family == "sort": return template.format(d=" ".join(map(str, arg)), s=" ".join(map(str, sorted(arg))))
     if family == "capital": return template.format(c=arg, k=CAPITALS[arg])
     return template.format(a=arg[0], b=arg[1])
 
@@ -188,8 +186,7 @@ def pretraining_text(seed: int = 0,  # shuffles sentences, wordings and skill ar
     "Documents of declarative prose stating every fact of the task world, and no held-out skill argument."
     rng, sents, total, first = random.Random(f"pretrain-{seed}"), [], 0, True
     held = {f: set(h) for f, (_, h) in _split_args().items()}
-    facts = [("capital", c) for c in CAPITALS] + [("opposite", p) for a, b in OPPOSITES
-                                                  for p in [(a, b), (b, a)]]
+    facts = [("capital", c) for c in CAPITALS] + [("opposite", p) for a, b in OPPOSITES for p in [(a, b), (b, a)]]
     while total < n_tokens:
         rnd = [_sentence(f, PROSE[f][0] if first else rng.choice(PROSE[f]), a) for f, a in facts]
         rnd += [_sentence(f, rng.choice(PROSE[f]), _draw(f, rng, held[f]))

@@ -27,26 +27,24 @@ def toy_tokenizer(texts: list[str],  # corpus to learn the words from
                                                pre_tokenizers.Punctuation()])
     t.decoder = decoders.Metaspace()
     t.train_from_iterator(texts,
-                          trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
-                                              show_progress=False))
-    if add_bos: t.post_processor = processors.TemplateProcessing(single="<s> $A",
-                                                                 special_tokens=[("<s>", t.token_to_id("<s>"))])
+                          trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
+    if add_bos:
+        t.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", t.token_to_id("<s>"))])
     if chat_template == "default":
-        chat_template = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ "
-                         "m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif "
-                         "%}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>",
-                                  pad_token="<pad>",
-                                  unk_token="<unk>",
-                                  additional_special_tokens=special[4:])
+        chat_template = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}{{ m['content'] }}"
+                         "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>", additional_special_tokens=special[4:])
     tok.chat_template = chat_template
     return tok
 
 # %% ../nbs/02b_testmodels.ipynb #bd0ad93d
-QWEN_CHATML = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a tiny test "
-               "model.<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] "
-               "}}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt "
-               "%}<|im_start|>assistant\n{% endif %}")
+QWEN_CHATML = ("{% if messages[0]['role'] != 'system' %}"
+               "<|im_start|>system\nYou are a tiny test model.<|im_end|>\n{% endif %}"
+               "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+               "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 def chatml_tokenizer(texts: list[str]  # corpus to learn the words from
                     ):
@@ -67,8 +65,7 @@ def word_tokenizer(vocab_size: int = 2000  # words + special tokens
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer, tk.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>",
-                                   pad_token="<pad>")
+                                   eos_token="</s>", pad_token="<pad>")
 
 # %% ../nbs/02b_testmodels.ipynb #9b24e93d
 def tiny_config(family: str,  # a key of `LORA_TARGETS`
@@ -100,8 +97,7 @@ def llama_config(sizes: dict,  # LlamaConfig fields: vocab_size, hidden_size, ..
                 ):
     "`LlamaConfig` of `sizes`, with the tokenizer's special ids."
     from transformers import LlamaConfig
-    kw = {"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024,
-          **sizes}
+    kw = {"num_key_value_heads": sizes["num_attention_heads"], "max_position_embeddings": 1024, **sizes}
     return LlamaConfig(**kw, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                        pad_token_id=tok.pad_token_id)
 

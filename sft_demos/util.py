@@ -78,8 +78,7 @@ def machine() -> dict:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         d |= {"gpu": props.name, "gpu_count": torch.cuda.device_count(),
-              "gpu_memory_gb": round(props.total_memory / 1e9, 1),
-              "cuda": torch.version.cuda}
+              "gpu_memory_gb": round(props.total_memory / 1e9, 1), "cuda": torch.version.cuda}
     return d
 
 # %% ../nbs/00a_util.ipynb #47b6238c
@@ -135,8 +134,8 @@ def fmt_value(v) -> str:
         return f"{v:.4g}"
     if isinstance(v, int): return f"{v:,}" if abs(v) >= 1000 else str(v)
     if isinstance(v, (list, tuple)):
-        return ", ".join(fmt_value(x) for x in v) if all(not isinstance(x, (dict, list))
-                                                         for x in v) else md_cell(json.dumps(v))
+        return (", ".join(fmt_value(x) for x in v) if all(not isinstance(x, (dict, list)) for x in v)
+                else md_cell(json.dumps(v)))
     if isinstance(v, dict): return md_cell(json.dumps(v))
     return md_cell(str(v))
 
