@@ -15,7 +15,7 @@ from .util import KERNEL_ARGS, md_table
 __all__ = ['ROOT', 'README_HEADER', 'SITE_EXECUTE', 'RUN_FILES', 'settings', 'site_url', 'read_nb', 'split_directives',
            'cell_view', 'title_cell', 'rebase_links', 'doc_markdown', 'exported_names', 'doc_cells', 'process_nb',
            'execute_nb', 'nb_to_markdown', 'build_readme', 'run_copy', 'with_run_outputs', 'SiteLinks',
-           'module_notebooks', 'api_page', 'runs_page', 'conf_py', 'build_site', 'main']
+           'module_notebooks', 'api_page', 'label_minisets', 'runs_page', 'conf_py', 'build_site', 'main']
 
 # %% ../nbs/08_docs.ipynb #654a75cb
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path("..").resolve()
@@ -419,6 +419,20 @@ def api_page(lib: str, mods: dict[str, str]) -> str:
             out.append("Other exported names:\n\n" + md_table(rows))
     return "\n\n".join(out) + "\n"
 
+# %% ../nbs/08_docs.ipynb #14ef6cf1
+def label_minisets(md: str,  # a run's report
+                   run: Path,  # its folder
+                  ) -> str:
+    "`md` with each benchmark row of a run scored on the bundled mini-sets labelled `mini-set`, when its rows are not."
+    f = Path(run) / "metrics.json"
+    m = json.loads(f.read_text()) if f.is_file() else {}
+    st = m.get("settings", {})
+    if not st.get("smoke_set") or "minisets" in st: return md  # real data, or rows that name their data
+    for r in m.get("table", []):
+        if r["key"].startswith("leaderboard."):
+            md = md.replace(f"| {r['metric']} |", f"| {r['metric']}, mini-set |", 1)
+    return md
+
 # %% ../nbs/08_docs.ipynb #3434ce1f
 def runs_page(runs: list[Path],  # committed run folders, oldest first
               src: Path,  # the site's source folder
@@ -436,7 +450,7 @@ def runs_page(runs: list[Path],  # committed run folders, oldest first
         d.mkdir(parents=True, exist_ok=True)
         for f in r.iterdir():
             if f.suffix.lower() in RUN_FILES: shutil.copy2(f, d / f.name)
-        md = (r / "report.md").read_text() if (r / "report.md").is_file() else report_markdown(r)
+        md = label_minisets((r / "report.md").read_text() if (r / "report.md").is_file() else report_markdown(r), r)
         if links is not None: md = rebase_links(md, r, links.mapper(d / "report.md"))  # e.g. plan.json: on the web
         (d / "report.md").write_text(md)
         status = r / "status.json"
