@@ -40,9 +40,11 @@ REFERENCE_PROMPTS = [
 # %% ../nbs/00_params.ipynb #3b6595cb
 LEADERBOARD_TASKS = ["mmlu", "arc_challenge", "hellaswag", "truthfulqa_mc2"]
 LEADERBOARD_SHOTS = {"mmlu": 5, "arc_challenge": 25, "hellaswag": 10, "truthfulqa_mc2": 0}
-# eval_plan cpu: (items, shots) per task, so base and finetuned SmolLM2-135M are scored in about 25 min on 2 cores;
-# a seeded subset (MMLU stratified over its 57 subjects), 0-shot as the model's own published numbers are
-CPU_EVAL_PLAN = {"mmlu": (171, 0), "arc_challenge": (300, 0), "hellaswag": (300, 0), "ifeval": (48, 0)}
+# eval_plan cpu: (items, shots) per task, a seeded subset (MMLU stratified over its 57 subjects), 0-shot as the
+# model's own published numbers are. Sized so the eval stage scores base and finetuned SmolLM2-135M in about 30 min
+# on 2 cores: lm-eval scores MMLU's four one-token answers in one pass, but each HellaSwag ending (about 110 tokens
+# with its context) in its own, so 300 HellaSwag items cost about 10 min a model and 150 about 5
+CPU_EVAL_PLAN = {"mmlu": (171, 0), "arc_challenge": (200, 0), "hellaswag": (150, 0), "ifeval": (48, 0)}
 CPU_MAX_GEN_TOKS = 256  # eval_plan cpu: generated tokens per IFEval answer (lm-eval's task allows 1,280)
 
 # %% ../nbs/00_params.ipynb #31903b11
