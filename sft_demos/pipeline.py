@@ -14,7 +14,7 @@ from .util import KERNEL_ARGS, cpu_malloc_env, write_atomic
 
 # %% auto #0
 __all__ = ['RUNNER_ENV', 'QUIET_WARNINGS', 'SUBCOMMANDS', 'nbs_dir', 'read_status', 'write_status', 'secret_values',
-           'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed', 'runner_env',
+           'redact_secrets', 'cell_directives', 'is_stage_cell', 'stage_only', 'StageFailed', 'runner_env', 'stage_env',
            'execute_stage', 'run', 'export_cmd', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #4e5f3228
@@ -130,6 +130,12 @@ def runner_env(env: dict | None = None,  # environment to update (default: this 
     env["PYTHONWARNINGS"] = ",".join(have + [w for w in QUIET_WARNINGS if w not in have])
     return env
 
+def stage_env(stage: str,  # stage name
+              env: dict | None = None,  # environment to start from (default: a copy of this process's)
+             ) -> dict:
+    "The environment a stage's kernel starts with: `runner_env`, with the CPU allocator settings for training only."
+    return runner_env(dict(os.environ if env is None else env), cpu=None if stage == "train" else False)
+
 # %% ../nbs/07_pipeline.ipynb #9f88e7f1
 def execute_stage(stage: str,  # stage name
                   notebook: Path,  # stage notebook to execute
@@ -145,7 +151,7 @@ def execute_stage(stage: str,  # stage name
     streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if echo else {}
     try:
         # the kernel inherits them; this process keeps its own
-        with mock.patch.dict(os.environ, runner_env(dict(os.environ))):
+        with mock.patch.dict(os.environ, stage_env(stage)):
             pm.execute_notebook(nb, str(out), parameters={"params_from": str(params_path), "run_dir": str(run_dir)},
                                 kernel_name="python3", cwd=str(Path(notebook).parent), progress_bar=False,
                                 extra_arguments=KERNEL_ARGS, **streams)
